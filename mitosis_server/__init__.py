@@ -1,0 +1,1 @@
+"""mitosis-server: the coordinator (Litestar app, services, persistence, background jobs)."""

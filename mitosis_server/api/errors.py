@@ -1,0 +1,100 @@
+"""One handler renders every failure as the SDK's error body; nothing a client sends is a 500."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import IntegrityError
+
+from mitosis_sdk.errors import STATUS_OF_CODE, ErrorBody, ErrorCode
+from mitosis_sdk.schemas import NAME_PATTERN
+from mitosis_server.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+_CODE_OF_STATUS = {
+    400: ErrorCode.INVALID_INPUT,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.INVALID_INPUT,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.TOO_LARGE,
+    415: ErrorCode.INVALID_INPUT,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+def _render(code: ErrorCode, message: str, details=None, status: int | None = None) -> Response:
+    body = ErrorBody(error=code, message=message, details=details)
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status or STATUS_OF_CODE[code],
+        media_type="application/json",
+    )
+
+
+def domain_error(_: Request, exc: DomainError) -> Response:
+    headers = {}
+    response = _render(exc.code, exc.message, exc.details)
+    if exc.code == ErrorCode.RATE_LIMITED and exc.details:
+        headers["Retry-After"] = str(exc.details.get("retry_after", 1))
+        response.headers.update(headers)
+    return response
+
+
+def _friendly(text: str) -> str:
+    """msgspec names the regex; people want the rule."""
+    if NAME_PATTERN in text:
+        return "must be 1-64 letters, digits, '_' or '-'"
+    return text
+
+
+def _describe_validation(exc: ValidationException) -> tuple[str, dict | None]:
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    parts = []
+    for problem in problems:
+        if isinstance(problem, dict):
+            key = problem.get("key")
+            text = _friendly(problem.get("message", ""))
+            parts.append(f"{key}: {text}" if key else text)
+    detail = "; ".join(p for p in parts if p) or exc.detail
+    return f"invalid request: {detail}", ({"problems": problems} if problems else None)
+
+
+def http_error(_: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, ValidationException):
+        message, details = _describe_validation(exc)
+        return _render(ErrorCode.INVALID_INPUT, message, details, 400)
+    if isinstance(exc, NotAuthorizedException):
+        return _render(ErrorCode.UNAUTHORIZED, exc.detail or "log in first", status=401)
+    status = exc.status_code
+    code = _CODE_OF_STATUS.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_INPUT)
+    return _render(code, str(exc.detail), status=status)
+
+
+def integrity_error(_: Request, exc: IntegrityError) -> Response:
+    # Two requests raced for the same unique name; the loser gets what a sequential one would.
+    log.info("integrity.conflict", extra={"error": str(exc.orig)})
+    return _render(ErrorCode.CONFLICT, "that conflicts with a concurrent change; try again")
+
+
+def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("request.failed path=%s", request.url.path)
+    return _render(
+        ErrorCode.INTERNAL,
+        "the coordinator failed to handle this request; the error is in its log",
+        status=HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: domain_error,
+    HTTPException: http_error,
+    IntegrityError: integrity_error,
+    Exception: unexpected_error,
+}

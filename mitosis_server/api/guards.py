@@ -1,0 +1,70 @@
+"""Authentication middleware and the dependencies controllers declare.
+
+Every route needs a valid token unless it is listed in ``PUBLIC_PATHS``: an endpoint someone
+forgets to protect is protected anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mitosis_server.errors import forbidden
+from mitosis_server.services.auth import Principal, unauthorized
+from mitosis_server.state import Coordinator
+
+PUBLIC_PATHS = ["^/api/auth/login$", "^/health$", "^/ready$", "^/schema"]
+
+
+class TokenAuthentication(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("this needs a token: log in first")
+        coordinator: Coordinator = connection.app.state.coordinator
+        principal = await coordinator.authenticator.authenticate(
+            coordinator.sessions, token.strip()
+        )
+        return AuthenticationResult(user=principal, auth=token)
+
+
+def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    principal: Principal = connection.user
+    if not principal.is_admin:
+        raise forbidden("only Mitosis administrators may do this")
+
+
+def users_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Worker tokens act for their worker only, never as the user who started it."""
+    principal: Principal = connection.user
+    if principal.worker_id is not None:
+        raise forbidden("a worker token cannot do this")
+
+
+async def provide_principal(request: Request) -> Principal:
+    return request.user
+
+
+async def provide_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session owns the transaction: commit on success, roll back on error."""
+    coordinator: Coordinator = request.app.state.coordinator
+    async with coordinator.sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+    for callback in session.info.get("after_commit", ()):
+        await callback()
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+

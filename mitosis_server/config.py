@@ -1,0 +1,93 @@
+"""The coordinator's settings: the ``[coordinator]`` section, ``MITO_*`` variables and flags.
+
+Read once at start-up and passed to :func:`mitosis_server.app.create_app`; nothing in the
+server reads the environment after that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import platformdirs
+
+from mitosis_sdk.config import DURATION, SIZE, Option
+
+
+def default_data_dir() -> str:
+    return platformdirs.user_data_dir("mitosis")
+
+
+class CoordinatorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    bind: Annotated[str, Option("HOST:PORT to listen on")] = "127.0.0.1:5000"
+    data_dir: Annotated[
+        str, Option("where the embedded database, objects and keys live")
+    ] = msgspec.field(default_factory=default_data_dir)
+    db: Annotated[
+        str | None,
+        Option("database URL: postgres://user@host/db or sqlite:///path (default: embedded)"),
+    ] = None
+    redis: Annotated[
+        str | None, Option("redis:// URL of the event bus (default: in-process)")
+    ] = None
+    s3_url: Annotated[str | None, Option("S3 endpoint URL (default: local object dir)")] = None
+    s3_access_key: Annotated[str | None, Option("S3 access key id")] = None
+    s3_secret_key: Annotated[str | None, Option("S3 secret access key")] = None
+    s3_region: Annotated[str, Option("S3 region")] = "us-east-1"
+    admin_user: Annotated[str, Option("first admin, created on first start")] = "mitosis_admin"
+    admin_password: Annotated[
+        str, Option("first admin's password (change it!)")
+    ] = "mitosis_admin"
+    jwt_private_key: Annotated[
+        str | None, Option("Ed25519 private key PEM (default: DATA_DIR/keys/jwt.pem)")
+    ] = None
+    jwt_public_key: Annotated[
+        str | None, Option("Ed25519 public key PEM (default: DATA_DIR/keys/jwt.pub.pem)")
+    ] = None
+    token_lifetime: Annotated[float, Option("access token lifetime", DURATION)] = 7 * 86400.0
+    heartbeat_timeout: Annotated[
+        float, Option("a worker silent this long is lost", DURATION)
+    ] = 120.0
+    default_group_quota: Annotated[int, Option("groups a new user may create")] = 8
+    default_storage_quota: Annotated[int, Option("storage quota of a new group", SIZE)] = (
+        16 * 10**9
+    )
+    login_attempts: Annotated[
+        int, Option("failed logins allowed per user and per address per window")
+    ] = 10
+    login_window: Annotated[float, Option("window of the login rate limit", DURATION)] = 300.0
+    max_body: Annotated[int, Option("largest accepted request body", SIZE)] = 64 * 2**20
+    log_format: Annotated[str, Option("log format: text or json")] = "text"
+    log_file: Annotated[str | None, Option("also log to this file (rotated)")] = None
+    log_level: Annotated[str, Option("log level")] = "info"
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+    @property
+    def database_url(self) -> str:
+        return self.db or f"sqlite:///{Path(self.data_dir) / 'mitosis.sqlite3'}"
+
+    @property
+    def private_key_path(self) -> Path:
+        return Path(self.jwt_private_key or Path(self.data_dir) / "keys" / "jwt.pem")
+
+    @property
+    def public_key_path(self) -> Path:
+        return Path(self.jwt_public_key or Path(self.data_dir) / "keys" / "jwt.pub.pem")
+
+    def validate(self) -> None:
+        """Cross-field checks msgspec cannot express; raises ValueError with the option."""
+        host, _, port = self.bind.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"option 'bind': expected HOST:PORT, got {self.bind!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"option 'log_format': expected text or json, got {self.log_format!r}")
+        if self.token_lifetime <= 0 or self.heartbeat_timeout <= 0:
+            raise ValueError("options 'token_lifetime' and 'heartbeat_timeout' must be positive")
