@@ -92,12 +92,12 @@ def parse_size(text: str | int) -> int:
 
 
 def format_size(size: int) -> str:
-    """Binary units with one decimal: ``512B``, ``1.5KiB``, ``16.0GiB``."""
+    """Decimal units with one decimal, as quotas are written: ``512B``, ``1.5kB``, ``16.0GB``."""
     value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
             return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
+        value /= 1000
     raise AssertionError("unreachable")
 
 

@@ -101,4 +101,5 @@ def create_app(settings: CoordinatorSettings) -> Litestar:
             description="Distributed task execution. Errors are {error, message, details?}.",
         ),
         debug=False,
+        logging_config=None,
     )
