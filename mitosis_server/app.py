@@ -28,6 +28,7 @@ from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.engine import create_engine, session_factory
 from mitosis_server.db.migrate import upgrade
 from mitosis_server.services.auth import Authenticator
+from mitosis_server.services.passwords import configure_hashing
 from mitosis_server.services.ratelimit import FailureLimiter
 from mitosis_server.services.tokens import TokenSigner, generate_key_pair
 from mitosis_server.services.users import bootstrap_admin
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 async def start_coordinator(settings: CoordinatorSettings) -> Coordinator:
     """Connect, migrate, load (or create) the signing keys and the first admin."""
+    configure_hashing(settings.password_hash_memory // 1024, settings.password_hash_rounds)
     engine = create_engine(settings.database_url)
     await upgrade(engine)
     if generate_key_pair(settings.private_key_path, settings.public_key_path):
@@ -79,10 +81,12 @@ def create_app(settings: CoordinatorSettings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         coordinator = await start_coordinator(settings)
         app.state.coordinator = coordinator
+        log.info("coordinator.started database=%s", coordinator.engine.url.get_backend_name())
         try:
             yield
         finally:
             await coordinator.engine.dispose()
+            log.info("coordinator.stopped")
 
     return Litestar(
         route_handlers=[*health.ROUTES, *auth.ROUTES, *groups.ROUTES, *admin.ROUTES],

@@ -21,24 +21,22 @@ def default_data_dir() -> str:
 
 class CoordinatorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bind: Annotated[str, Option("HOST:PORT to listen on")] = "127.0.0.1:5000"
-    data_dir: Annotated[
-        str, Option("where the embedded database, objects and keys live")
-    ] = msgspec.field(default_factory=default_data_dir)
+    data_dir: Annotated[str, Option("where the embedded database, objects and keys live")] = (
+        msgspec.field(default_factory=default_data_dir)
+    )
     db: Annotated[
         str | None,
         Option("database URL: postgres://user@host/db or sqlite:///path (default: embedded)"),
     ] = None
-    redis: Annotated[
-        str | None, Option("redis:// URL of the event bus (default: in-process)")
-    ] = None
+    redis: Annotated[str | None, Option("redis:// URL of the event bus (default: in-process)")] = (
+        None
+    )
     s3_url: Annotated[str | None, Option("S3 endpoint URL (default: local object dir)")] = None
     s3_access_key: Annotated[str | None, Option("S3 access key id")] = None
     s3_secret_key: Annotated[str | None, Option("S3 secret access key")] = None
     s3_region: Annotated[str, Option("S3 region")] = "us-east-1"
     admin_user: Annotated[str, Option("first admin, created on first start")] = "mitosis_admin"
-    admin_password: Annotated[
-        str, Option("first admin's password (change it!)")
-    ] = "mitosis_admin"
+    admin_password: Annotated[str, Option("first admin's password (change it!)")] = "mitosis_admin"
     jwt_private_key: Annotated[
         str | None, Option("Ed25519 private key PEM (default: DATA_DIR/keys/jwt.pem)")
     ] = None
@@ -46,13 +44,15 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
         str | None, Option("Ed25519 public key PEM (default: DATA_DIR/keys/jwt.pub.pem)")
     ] = None
     token_lifetime: Annotated[float, Option("access token lifetime", DURATION)] = 7 * 86400.0
-    heartbeat_timeout: Annotated[
-        float, Option("a worker silent this long is lost", DURATION)
-    ] = 120.0
-    default_group_quota: Annotated[int, Option("groups a new user may create")] = 8
-    default_storage_quota: Annotated[int, Option("storage quota of a new group", SIZE)] = (
-        16 * 10**9
+    heartbeat_timeout: Annotated[float, Option("a worker silent this long is lost", DURATION)] = (
+        120.0
     )
+    default_group_quota: Annotated[int, Option("groups a new user may create")] = 8
+    default_storage_quota: Annotated[int, Option("storage quota of a new group", SIZE)] = 16 * 10**9
+    password_hash_memory: Annotated[
+        int, Option("argon2id memory cost per password hash", SIZE)
+    ] = 64 * 2**20
+    password_hash_rounds: Annotated[int, Option("argon2id time cost (iterations)")] = 3
     login_attempts: Annotated[
         int, Option("failed logins allowed per user and per address per window")
     ] = 10
@@ -89,5 +89,21 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
             raise ValueError(f"option 'bind': expected HOST:PORT, got {self.bind!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"option 'log_format': expected text or json, got {self.log_format!r}")
+        if self.db is not None:
+            from mitosis_server.db.dialects import normalise_url
+
+            try:
+                normalise_url(self.db)
+            except ValueError as exc:
+                raise ValueError(f"option 'db': {exc}") from None
+        if self.redis is not None and not self.redis.startswith(("redis://", "rediss://")):
+            raise ValueError(f"option 'redis': expected a redis:// URL, got {self.redis!r}")
+        if self.s3_url is not None and not self.s3_url.startswith(("http://", "https://")):
+            raise ValueError(f"option 's3_url': expected an http(s):// URL, got {self.s3_url!r}")
+        if self.password_hash_memory < 64 * 1024 or self.password_hash_rounds < 1:
+            raise ValueError(
+                "options 'password_hash_memory' (at least 64KiB) and 'password_hash_rounds'"
+                " (at least 1) are too low"
+            )
         if self.token_lifetime <= 0 or self.heartbeat_timeout <= 0:
             raise ValueError("options 'token_lifetime' and 'heartbeat_timeout' must be positive")

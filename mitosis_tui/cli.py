@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.OK
     try:
         settings = load_settings(
-            ClientSettings, "client", config_file=args.config, flags=flag_values(args, ClientSettings)
+            ClientSettings,
+            "client",
+            config_file=args.config,
+            flags=flag_values(args, ClientSettings),
         )
     except ConfigError as exc:
         print(f"mitosis-tui: {exc}", file=sys.stderr)

@@ -31,9 +31,7 @@ class BaseClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, transport=transport, timeout=timeout
-        )
+        self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -55,14 +53,18 @@ class BaseClient:
         body: Any = None,
         params: dict[str, Any] | None = None,
         result: type[T] | None = None,
-        timeout: float | None = None,
+        http_timeout: float | None = None,
     ) -> T | None:
-        """One API call: encode ``body`` (a Struct), decode the reply into ``result``."""
+        """One API call: encode ``body`` (a Struct), decode the reply into ``result``.
+
+        ``http_timeout`` overrides the client's timeout for calls that park on purpose
+        (long polls).
+        """
         content = None if body is None else msgspec.json.encode(body)
         headers = self._headers()
         if content is not None:
             headers["Content-Type"] = "application/json"
-        extra = {} if timeout is None else {"timeout": timeout}
+        extra = {} if http_timeout is None else {"timeout": http_timeout}
         try:
             response = await self._http.request(
                 method,

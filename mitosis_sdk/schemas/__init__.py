@@ -17,8 +17,8 @@ from mitosis_sdk.schemas.accounts import (
     WhoAmI,
 )
 from mitosis_sdk.schemas.common import NAME_PATTERN, Name, Password, Role, Struct, UserState
-from mitosis_sdk.schemas.ops import Health
 from mitosis_sdk.schemas.groups import GroupCreate, GroupInfo, Member, MembersRemove, MembersUpdate
+from mitosis_sdk.schemas.ops import Health
 
 __all__ = [
     "NAME_PATTERN",

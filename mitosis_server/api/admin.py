@@ -7,8 +7,13 @@ import os
 import signal
 
 from litestar import Controller, Request, delete, get, post
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import JSONBody
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+)
 
 from mitosis_sdk.schemas import (
     GroupInfo,
@@ -19,9 +24,8 @@ from mitosis_sdk.schemas import (
     UserInfo,
     UserStateChange,
 )
-from mitosis_server.api.guards import admin_only, users_only
+from mitosis_server.api.guards import DB, Caller, admin_only, users_only
 from mitosis_server.services import groups, users
-from mitosis_server.services.auth import Principal
 
 
 class AdminController(Controller):
@@ -30,7 +34,7 @@ class AdminController(Controller):
     guards = [users_only, admin_only]
 
     @post("/users", status_code=HTTP_201_CREATED, summary="Create a user and its personal group")
-    async def create_user(self, request: Request, db: AsyncSession, data: UserCreate) -> UserInfo:
+    async def create_user(self, request: Request, db: DB, data: JSONBody[UserCreate]) -> UserInfo:
         settings = request.app.state.coordinator.settings
         user = await users.create_user(
             db,
@@ -43,17 +47,17 @@ class AdminController(Controller):
         return await users.user_info(db, user)
 
     @get("/users", summary="Every user with state and quota")
-    async def list_users(self, db: AsyncSession) -> list[UserInfo]:
+    async def list_users(self, db: DB) -> list[UserInfo]:
         return await users.list_users(db)
 
     @delete("/users/{name:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete (soft) a user")
-    async def delete_user(self, request: Request, db: AsyncSession, principal: Principal, name: Name) -> None:
+    async def delete_user(self, request: Request, db: DB, principal: Caller, name: Name) -> None:
         await users.delete_user(db, principal, name)
         request.app.state.coordinator.authenticator.forget()
 
     @post("/users/{name:str}/password", status_code=HTTP_204_NO_CONTENT)
     async def reset_password(
-        self, request: Request, db: AsyncSession, name: Name, data: PasswordReset
+        self, request: Request, db: DB, name: Name, data: JSONBody[PasswordReset]
     ) -> None:
         """Set a user's password; all of that user's sessions end."""
         await users.reset_password(db, name, data.new_password)
@@ -63,23 +67,23 @@ class AdminController(Controller):
     async def set_state(
         self,
         request: Request,
-        db: AsyncSession,
-        principal: Principal,
+        db: DB,
+        principal: Caller,
         name: Name,
-        data: UserStateChange,
+        data: JSONBody[UserStateChange],
     ) -> UserInfo:
         info = await users.set_state(db, principal, name, data.state)
         request.app.state.coordinator.authenticator.forget()
         return info
 
     @post("/users/{name:str}/group-quota", status_code=HTTP_200_OK)
-    async def group_quota(self, db: AsyncSession, name: Name, data: QuotaEdit) -> UserInfo:
+    async def group_quota(self, db: DB, name: Name, data: JSONBody[QuotaEdit]) -> UserInfo:
         """Change how many groups a user may create: ``+N``, ``-N``, ``=N`` or ``N``."""
         return await users.change_group_quota(db, name, data.change)
 
     @post("/groups/{name:str}/storage-quota", status_code=HTTP_200_OK)
     async def storage_quota(
-        self, db: AsyncSession, principal: Principal, name: Name, data: QuotaEdit
+        self, db: DB, principal: Caller, name: Name, data: JSONBody[QuotaEdit]
     ) -> GroupInfo:
         """Change a group's storage quota: ``+2GB``, ``-500MiB``, ``=16GB`` or ``16GB``."""
         return await groups.change_storage_quota(db, principal, name, data.change)

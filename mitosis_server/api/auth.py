@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitosis_sdk.schemas import (
     GroupMembership,
@@ -14,9 +14,8 @@ from mitosis_sdk.schemas import (
     TokenReply,
     WhoAmI,
 )
-from mitosis_server.api.guards import client_address, users_only
+from mitosis_server.api.guards import DB, Caller, client_address, users_only
 from mitosis_server.services import auth, users
-from mitosis_server.services.auth import Principal
 from mitosis_server.state import Coordinator
 
 
@@ -29,21 +28,21 @@ class AuthController(Controller):
     tags = ["accounts"]
 
     @post("/login", status_code=HTTP_200_OK, summary="Log in and get an access token")
-    async def login(self, request: Request, db: AsyncSession, data: LoginRequest) -> TokenReply:
+    async def login(self, request: Request, db: DB, data: JSONBody[LoginRequest]) -> TokenReply:
         return await _coordinator(request).authenticator.login(
             db, data.username, data.password, client_address(request)
         )
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, guards=[users_only])
     async def logout(
-        self, request: Request, db: AsyncSession, principal: Principal, data: LogoutRequest
+        self, request: Request, db: DB, principal: Caller, data: JSONBody[LogoutRequest]
     ) -> None:
         """End this session, or with ``all`` every session of the caller."""
         await auth.logout(db, principal, data.all)
         _coordinator(request).authenticator.forget(None if data.all else principal.session_id)
 
     @get("/whoami", summary="The caller: admin flag, groups with roles, token expiry")
-    async def whoami(self, db: AsyncSession, principal: Principal) -> WhoAmI:
+    async def whoami(self, db: DB, principal: Caller) -> WhoAmI:
         return await users.whoami(db, principal)
 
 
@@ -54,14 +53,14 @@ class MeController(Controller):
 
     @post("/password", status_code=HTTP_204_NO_CONTENT)
     async def change_password(
-        self, request: Request, db: AsyncSession, principal: Principal, data: PasswordChange
+        self, request: Request, db: DB, principal: Caller, data: JSONBody[PasswordChange]
     ) -> None:
         """Change the caller's password; every session of the caller ends."""
         await auth.change_own_password(db, principal, data.old_password, data.new_password)
         _coordinator(request).authenticator.forget()
 
     @get("/groups", summary="The caller's groups and roles")
-    async def groups(self, db: AsyncSession, principal: Principal) -> list[GroupMembership]:
+    async def groups(self, db: DB, principal: Caller) -> list[GroupMembership]:
         return await users.my_groups(db, principal.user_id)
 
 

@@ -73,7 +73,9 @@ def http_error(_: Request, exc: HTTPException) -> Response:
     if isinstance(exc, NotAuthorizedException):
         return _render(ErrorCode.UNAUTHORIZED, exc.detail or "log in first", status=401)
     status = exc.status_code
-    code = _CODE_OF_STATUS.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_INPUT)
+    code = _CODE_OF_STATUS.get(
+        status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_INPUT
+    )
     return _render(code, str(exc.detail), status=status)
 
 

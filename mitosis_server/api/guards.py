@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,3 +69,7 @@ async def provide_db(request: Request) -> AsyncIterator[AsyncSession]:
 def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
+
+# Handler parameters filled by the app-level dependencies above.
+DB = NamedDependency[AsyncSession]
+Caller = NamedDependency[Principal]

@@ -47,4 +47,6 @@ async def pending_revisions(connection: AsyncConnection) -> list[str]:
 
 
 def _descendants(script: ScriptDirectory, revision: str) -> list[str]:
-    return [r.revision for r in script.iterate_revisions("heads", revision) if r.revision != revision]
+    return [
+        r.revision for r in script.iterate_revisions("heads", revision) if r.revision != revision
+    ]

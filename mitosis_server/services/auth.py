@@ -21,7 +21,7 @@ from mitosis_sdk.errors import ErrorCode
 from mitosis_sdk.schemas import TokenReply, UserState
 from mitosis_server.db.models import Session, User
 from mitosis_server.errors import DomainError
-from mitosis_server.services.passwords import DUMMY_HASH, hash_password, verify_password
+from mitosis_server.services.passwords import hash_password, verify_password
 from mitosis_server.services.ratelimit import FailureLimiter
 from mitosis_server.services.tokens import Claims, InvalidToken, TokenSigner
 
@@ -54,9 +54,7 @@ def unauthorized(message: str = "invalid or expired token; log in again") -> Dom
 
 def refusal_for_state(state: str) -> DomainError | None:
     if state == UserState.LOCKED:
-        return DomainError(
-            ErrorCode.ACCOUNT_LOCKED, "this account is locked; ask an administrator"
-        )
+        return DomainError(ErrorCode.ACCOUNT_LOCKED, "this account is locked; ask an administrator")
     if state == UserState.DELETED:
         return DomainError(ErrorCode.ACCOUNT_DELETED, "this account has been deleted")
     return None
@@ -90,7 +88,7 @@ class Authenticator:
                 {"retry_after": int(wait) + 1},
             )
         user = await db.scalar(select(User).where(User.name == username))
-        valid = await verify_password(user.password_hash if user else DUMMY_HASH, password)
+        valid = await verify_password(user.password_hash if user else None, password)
         if user is None or not valid:
             self.limiter.record_failure(*keys)
             raise unauthorized(WRONG_LOGIN)
@@ -113,9 +111,7 @@ class Authenticator:
         expires_at = datetime.now(UTC) + timedelta(seconds=lifetime or self.token_lifetime)
         session_id = str(uuid.uuid4())
         db.add(
-            Session(
-                id=session_id, user_id=user.id, expires_at=expires_at, client_address=address
-            )
+            Session(id=session_id, user_id=user.id, expires_at=expires_at, client_address=address)
         )
         claims = Claims(
             user_id=user.id,

@@ -61,9 +61,7 @@ async def create_group(
         )
     if await name_taken(db, name):
         raise conflict(f"the name {name!r} is already taken by a user or a group")
-    group = Group(
-        name=name, creator_id=creator.id, personal=False, storage_quota=storage_quota
-    )
+    group = Group(name=name, creator_id=creator.id, personal=False, storage_quota=storage_quota)
     db.add(group)
     await db.flush()
     db.add(Membership(group_id=group.id, user_id=creator.id, role=Role.ADMIN))
@@ -106,16 +104,12 @@ async def describe_group(db: AsyncSession, principal: Principal, name: str) -> G
 
 async def _admin_count(db: AsyncSession, group_id: int) -> int:
     return await db.scalar(
-        select(func.count()).where(
-            Membership.group_id == group_id, Membership.role == Role.ADMIN
-        )
+        select(func.count()).where(Membership.group_id == group_id, Membership.role == Role.ADMIN)
     )
 
 
 def _last_admin_error(name: str) -> DomainError:
-    return conflict(
-        f"group {name!r} would have no admin left; make another member admin first"
-    )
+    return conflict(f"group {name!r} would have no admin left; make another member admin first")
 
 
 async def update_members(
@@ -128,10 +122,7 @@ async def update_members(
         if member.username in seen:
             raise invalid("members", f"{member.username!r} is listed twice")
         seen.add(member.username)
-    users = {
-        u.name: u
-        for u in await db.scalars(select(User).where(User.name.in_(seen)))
-    }
+    users = {u.name: u for u in await db.scalars(select(User).where(User.name.in_(seen)))}
     for username in seen:
         user = users.get(username)
         if user is None:
@@ -163,9 +154,7 @@ async def remove_members(
 ) -> GroupInfo | None:
     """Remove members, all or nothing; None when the caller removed their own access."""
     group, _ = await require_role(db, principal, name, Role.ADMIN)
-    ids = dict(
-        (await db.execute(select(User.name, User.id).where(User.name.in_(usernames)))).all()
-    )
+    ids = dict((await db.execute(select(User.name, User.id).where(User.name.in_(usernames)))).all())
     members = set(
         await db.scalars(
             select(Membership.user_id).where(
@@ -177,9 +166,7 @@ async def remove_members(
         if ids.get(username) not in members:
             raise not_found(f"member {username!r} of group {name!r}")
     await db.execute(
-        delete(Membership).where(
-            Membership.group_id == group.id, Membership.user_id.in_(members)
-        )
+        delete(Membership).where(Membership.group_id == group.id, Membership.user_id.in_(members))
     )
     await db.flush()
     if await _admin_count(db, group.id) == 0:

@@ -1,12 +1,12 @@
 """Exit codes of ``mitosis-tui --batch``: a documented API that scripts depend on.
 
-    0  success
-    1  the command failed (a waited task did not complete, or the coordinator failed)
-    2  usage: unknown command, bad option or value (also a 400 from the coordinator)
-    3  authentication: not logged in, wrong password, session ended, account locked
-    4  not found or forbidden
-    5  conflict: name taken, last admin, stale state, quota exceeded
-    6  cannot reach the coordinator
+0  success
+1  the command failed (a waited task did not complete, or the coordinator failed)
+2  usage: unknown command, bad option or value (also a 400 from the coordinator)
+3  authentication: not logged in, wrong password, session ended, account locked
+4  not found or forbidden
+5  conflict: name taken, last admin, stale state, quota exceeded
+6  cannot reach the coordinator
 """
 
 from __future__ import annotations

@@ -1,0 +1,135 @@
+"""The real programs: a `mitosis-server` process and `mitosis-tui --batch` processes.
+
+This is the foundation's done-when check, end to end, including a coordinator restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+BIN = Path(sys.executable).parent
+
+
+class Server:
+    def __init__(self, data_dir: Path, port: int, log: Path) -> None:
+        self.data_dir, self.port, self.log = data_dir, port, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "mitosis-server"),
+                "--data-dir",
+                str(self.data_dir),
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "--password-hash-memory",
+                "1MiB",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("a"),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, self.log.read_text()
+            time.sleep(0.1)
+        raise AssertionError("mitosis-server did not become ready:\n" + self.log.read_text())
+
+    def stop(self) -> None:
+        """SIGTERM, then expect a graceful exit (uvicorn re-raises the signal when done)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.assert_stopped_gracefully()
+
+    def assert_stopped_gracefully(self) -> None:
+        assert self.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        log = self.log.read_text()
+        assert log.count("coordinator.stopped") == log.count("coordinator.started"), log
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = Server(tmp_path / "data", free_port(), tmp_path / "server.log")
+    running.start()
+    yield running
+    if running.process and running.process.poll() is None:
+        running.process.kill()
+        running.process.wait(timeout=10)
+
+
+def batch(server: Server, home: Path, *argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
+    return subprocess.run(
+        [str(BIN / "mitosis-tui"), "--batch", "-c", server.url, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_quick_start_survives_a_restart(server, tmp_path):
+    home = tmp_path / "home"
+    steps = [
+        ("login", "mitosis_admin", "mitosis_admin"),
+        ("admin", "users", "create", "alice", "pw1"),
+        ("admin", "users", "create", "bob", "pw2"),
+        ("login", "alice", "pw1"),
+        ("groups", "create", "lab"),
+        ("groups", "update-user", "lab", "bob:read"),
+    ]
+    for step in steps:
+        result = batch(server, home, *step)
+        assert result.returncode == 0, (step, result.stderr)
+
+    server.stop()
+    server.start()
+
+    result = batch(server, home, "groups", "get", "lab", "--json")
+    assert result.returncode == 0, result.stderr
+    members = {m["username"]: m["role"] for m in json.loads(result.stdout)["members"]}
+    assert members == {"alice": "admin", "bob": "read"}
+    result = batch(server, home, "whoami")
+    assert result.returncode == 0
+    assert "alice" in result.stdout
+
+
+def test_unreachable_coordinator_exits_6(tmp_path):
+    closed = Server(tmp_path, free_port(), tmp_path / "unused.log")
+    result = batch(closed, tmp_path / "home", "login", "mitosis_admin", "x")
+    assert result.returncode == 6
+    assert "cannot reach the coordinator" in result.stderr
+
+
+def test_admin_shutdown_stops_the_server_gracefully(server, tmp_path):
+    home = tmp_path / "home"
+    assert batch(server, home, "login", "mitosis_admin", "mitosis_admin").returncode == 0
+    assert batch(server, home, "admin", "shutdown").returncode == 0
+    server.assert_stopped_gracefully()
+
+
+def test_blocking_sdk_client(server):
+    """The thin sync wrapper drives the same API from plain blocking code."""
+    from mitosis_sdk.client import Client
+
+    with Client(server.url) as mito:
+        mito.login("mitosis_admin", "mitosis_admin")
+        assert mito.whoami().is_admin
+        assert mito.create_group("lab").name == "lab"
