@@ -1,0 +1,51 @@
+"""What the live stream carries: state-change events, log lines and the end-of-log marker.
+
+The coordinator publishes these on its event bus and forwards them, filtered by group, over
+the one authenticated stream clients follow (FEATURES E1-E3, X5). Each type is tagged
+(``"type": "event" | "log" | "log.end"``) so a client decodes a mixed stream with one
+``msgspec.json.Decoder(Event | LogLine | LogEnd)``. ``cursor`` is filled in by the bus when an
+item is read back: an opaque, ordered position a client hands back to resume without a gap.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from mitosis_sdk.schemas.common import Struct
+
+LogStream = Literal["stdout", "stderr"]
+
+
+class EventKind(enum.StrEnum):
+    TASK_STATE = "task.state"
+    TASK_PHASE = "task.phase"
+    WORKER_STATE = "worker.state"
+
+
+class Event(Struct, tag="event", omit_defaults=True):
+    """One committed change of a task or worker.
+
+    ``groups`` are the groups whose members may see it: a task's group, or every group with a
+    grant on a worker.
+    """
+
+    kind: EventKind
+    groups: list[str]
+    object_id: str
+    payload: dict[str, Any] = {}
+    cursor: str | None = None
+
+
+class LogLine(Struct, tag="log", omit_defaults=True):
+    task_id: str
+    stream: LogStream
+    text: str
+    cursor: str | None = None
+
+
+class LogEnd(Struct, tag="log.end", omit_defaults=True):
+    """The task's live log is complete; the archived copy (``std-log``) takes over."""
+
+    task_id: str
+    cursor: str | None = None
