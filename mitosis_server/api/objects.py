@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, unquote
 
 from litestar import Request, Response, Router, get, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.response import File
 
 from mitosis_sdk.errors import ErrorCode
@@ -36,7 +36,8 @@ def _grant(request: Request, store: LocalStore) -> Grant:
     try:
         key = check_key(unquote(key, errors="strict") if raw else key)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise invalid("key", str(exc)) from None
+        message = f"this URL's key is not valid: {exc}"
+        raise DomainError(ErrorCode.INVALID_INPUT, message, {"field": "key"}) from None
     query = parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), True)
     try:
         return store.verify(request.method, bucket, key, query)
@@ -56,7 +57,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 
 
 @put(_PATH, request_max_body_size=None, include_in_schema=False)
-async def upload(request: Request, local_store: LocalStore) -> Response[None]:
+async def upload(request: Request, local_store: NamedDependency[LocalStore]) -> Response[None]:
     grant = _grant(request, local_store)
     declared = request.headers.get("content-length")
     if declared is not None and declared != str(grant.size):
@@ -74,7 +75,7 @@ async def upload(request: Request, local_store: LocalStore) -> Response[None]:
 
 
 @get(_PATH, include_in_schema=False)
-async def download(request: Request, local_store: LocalStore) -> File:
+async def download(request: Request, local_store: NamedDependency[LocalStore]) -> File:
     grant = _grant(request, local_store)
     path = local_store.object_path(grant.bucket, grant.key)
     if not path.is_file():
