@@ -1,5 +1,8 @@
 """``mitosis-tui``: the full-screen client, or with ``--batch`` the scriptable commands.
 
+``mitosis-tui [-c URL] [-u USER]`` starts the full-screen client with the cached token (or
+the login screen).
+
 Global options come before the command: ``mitosis-tui --batch -c URL -u USER --json
 groups get lab``. Without a command, ``--batch`` reads commands from stdin, one per line.
 The batch path never imports Textual, so scripts start fast and run without a terminal.
@@ -65,12 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     if command:
         print("mitosis-tui: commands need --batch (or use `:` inside the TUI)", file=sys.stderr)
         return exitcodes.USAGE
-    print(
-        "mitosis-tui: the full-screen client is not available in this version yet;"
-        " use `mitosis-tui --batch COMMAND` (see --help-commands)",
-        file=sys.stderr,
+    return run_tui(settings)
+
+
+def run_tui(settings: ClientSettings) -> int:
+    """The full-screen client. Textual is imported here only, so --batch never loads it."""
+    from mitosis_tui.app import MitosisApp
+
+    app = MitosisApp(
+        settings.coordinator,
+        settings.user,
+        settings.password,
+        timeout=settings.timeout,
     )
-    return exitcodes.USAGE
+    app.run()
+    return exitcodes.OK if app.return_code in (None, 0) else exitcodes.FAILED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Screens: the login screen, the main screen with its panes, help and modal forms."""

@@ -1,0 +1,1 @@
+"""Widgets, one per module, grouped by the screen region they fill."""

@@ -1,0 +1,209 @@
+"""Pane 3: my groups and roles; the selected group's details; member management.
+
+Group admins (and Mitosis admins) add members, change roles and remove members through
+modal forms; the footer greys those keys out for everyone else.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Label
+
+from mitosis_sdk.schemas import GroupInfo, GroupMembership, Member
+from mitosis_tui.screens.confirm import ConfirmScreen
+from mitosis_tui.screens.forms import GroupForm, MemberForm
+from mitosis_tui.widgets.group_details import GroupDetails
+from mitosis_tui.widgets.pane import Pane
+from mitosis_tui.workers import api_work
+
+MEMBER_ACTIONS = {"add_member", "change_role", "remove_member"}
+# Fixed column widths: the list never jumps as rows load (long names are clipped here and
+# shown whole in the details).
+GROUP_WIDTH = 16
+ROLE_WIDTH = 5
+
+
+class GroupsPane(Pane):
+    TITLE = "Groups"
+
+    BINDINGS = [
+        Binding("a", "add_member", "Add member", tooltip="Add a member to the selected group"),
+        Binding("e", "change_role", "Role", tooltip="Change the selected member's role"),
+        Binding("d,delete", "remove_member", "Remove", tooltip="Remove the selected member"),
+        Binding("n", "new_group", "New group", tooltip="Create a group (you become its admin)"),
+    ]
+
+    class GroupSelected(Message):
+        """The group in focus changed (``None``: no group); the status bar shows the role."""
+
+        def __init__(self, group: GroupInfo | None) -> None:
+            super().__init__()
+            self.group = group
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.memberships: list[GroupMembership] = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="group-list-box"):
+                yield Label("My groups", classes="section-title")
+                table = DataTable(id="group-list", cursor_type="row")
+                table.add_column("GROUP", width=GROUP_WIDTH)
+                table.add_column("ROLE", width=ROLE_WIDTH)
+                yield table
+            yield GroupDetails(id="group-details")
+
+    @property
+    def group_list(self) -> DataTable:
+        return self.query_one("#group-list", DataTable)
+
+    @property
+    def details(self) -> GroupDetails:
+        return self.query_one(GroupDetails)
+
+    @property
+    def selected_group(self) -> str | None:
+        table = self.group_list
+        if table.row_count == 0:
+            return None
+        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+
+    @property
+    def can_manage(self) -> bool:
+        group = self.details.group
+        return group is not None and group.members is not None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MEMBER_ACTIONS and not self.can_manage:
+            return None  # shown greyed out: only group admins manage members
+        return True
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self.load_groups()
+
+    @api_work(group="groups-list")
+    async def load_groups(self, select: str | None = None) -> None:
+        memberships = await self.mitosis.call(lambda c: c.my_groups())
+        self.show_groups(sorted(memberships, key=lambda m: m.group), select)
+
+    def show_groups(self, memberships: list[GroupMembership], select: str | None) -> None:
+        table = self.group_list
+        keep = select or self.selected_group
+        self.memberships = memberships
+        table.clear()
+        for membership in memberships:
+            table.add_row(membership.group, str(membership.role), key=membership.group)
+        names = [m.group for m in memberships]
+        if keep in names:
+            table.move_cursor(row=names.index(keep))
+        if names:
+            self.load_group(names[table.cursor_row])
+        else:
+            self.show_group(None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "group-list" and event.row_key.value is not None:
+            event.stop()
+            current = self.details.group
+            if current is None or current.name != event.row_key.value:
+                self.load_group(event.row_key.value)
+
+    @api_work(group="group-details")
+    async def load_group(self, name: str) -> None:
+        self.show_group(await self.mitosis.call(lambda c: c.get_group(name)))
+
+    def show_group(self, group: GroupInfo | None) -> None:
+        self.details.show(group)
+        self.refresh_bindings()
+        self.post_message(self.GroupSelected(group))
+
+    def clear(self) -> None:
+        super().clear()
+        self.memberships = []
+        self.group_list.clear()
+        self.show_group(None)
+
+    # -- actions -------------------------------------------------------------------------
+
+    def _managed_group(self) -> GroupInfo | None:
+        group = self.details.group
+        if group is None:
+            self.notify("Select a group first.", severity="warning")
+            return None
+        if group.members is None:
+            self.notify(f"Only admins of {group.name} manage its members.", severity="warning")
+            return None
+        return group
+
+    def action_add_member(self) -> None:
+        group = self._managed_group()
+        if group is not None:
+            self.app.push_screen(MemberForm(group.name), self._update_member)
+
+    def action_change_role(self) -> None:
+        group = self._managed_group()
+        if group is None:
+            return
+        member = self.details.selected_member()
+        if member is None:
+            self.notify("Select a member in the members table.", severity="warning")
+            return
+        form = MemberForm(group.name, member.username, member.role)
+        self.app.push_screen(form, self._update_member)
+
+    def _update_member(self, member: Member | None) -> None:
+        if member is not None and self.details.group is not None:
+            self.update_member(self.details.group.name, member)
+
+    @api_work(group="group-change")
+    async def update_member(self, group: str, member: Member) -> None:
+        info = await self.mitosis.call(lambda c: c.update_members(group, [member]))
+        self.notify(f"{member.username} is now {member.role} in {group}.")
+        self.show_group(info)
+
+    def action_remove_member(self) -> None:
+        group = self._managed_group()
+        if group is None:
+            return
+        member = self.details.selected_member()
+        if member is None:
+            self.notify("Select a member in the members table.", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.remove_member(group.name, member.username)
+
+        question = f"Remove {member.username} from {group.name}?"
+        self.app.push_screen(ConfirmScreen(question, "Remove"), confirmed)
+
+    @api_work(group="group-change")
+    async def remove_member(self, group: str, username: str) -> None:
+        info = await self.mitosis.call(lambda c: c.remove_members(group, [username]))
+        self.notify(f"Removed {username} from {group}.")
+        if info is None:  # we removed our own access
+            self.load_groups()
+        else:
+            self.show_group(info)
+
+    def action_new_group(self) -> None:
+        def created(name: str | None) -> None:
+            if name:
+                self.create_group(name)
+
+        self.app.push_screen(GroupForm(), created)
+
+    @api_work(group="group-change")
+    async def create_group(self, name: str) -> None:
+        await self.mitosis.call(lambda c: c.create_group(name))
+        self.notify(f"Created group {name}; you are its admin.")
+        self.load_groups(select=name)
+
+    def focus_default(self) -> None:
+        self.group_list.focus()

@@ -1,0 +1,194 @@
+"""TUI fixtures: MitosisApp wired to the real coordinator in-process (embedded SQLite).
+
+The server's behaviour is tested on SQLite and PostgreSQL elsewhere; here the subject is the
+client, so one backend keeps the Pilot tests quick. Time shown in the UI is frozen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import uvicorn
+
+from mitosis_sdk.auth import CredentialCache
+from mitosis_sdk.client import Client
+from mitosis_sdk.schemas import Member, Role
+from mitosis_server.app import create_app
+from mitosis_server.config import CoordinatorSettings
+from mitosis_tui.app import MitosisApp
+from tests.conftest import ADMIN, free_port
+
+URL = "http://mitosis.test"
+FROZEN_NOW = datetime(2030, 1, 2, 12, 0, 0, tzinfo=UTC)
+SIZE = (80, 24)
+
+
+@pytest.fixture
+def db_url(tmp_path, sqlite_template) -> str:
+    """Overrides the suite's two-backend fixture: the TUI runs on the embedded database."""
+    path = tmp_path / "mitosis.sqlite3"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def cache(tmp_path) -> CredentialCache:
+    return CredentialCache(tmp_path / "credentials.json")
+
+
+@pytest.fixture
+def make_tui(transport, cache) -> Callable[..., MitosisApp]:
+    """``make_tui()``: the app on the in-process coordinator, with a private token cache."""
+
+    def _make(**kwargs) -> MitosisApp:
+        kwargs.setdefault("url", URL)
+        return MitosisApp(transport=transport, cache=cache, clock=lambda: FROZEN_NOW, **kwargs)
+
+    return _make
+
+
+@pytest.fixture
+def remember(cache, connect):
+    """``await remember("alice", "pw")``: log in as the CLI would, leaving a cached token."""
+
+    async def _remember(username: str, password: str = "pw"):
+        client = await connect()
+        reply = await client.login(username, password)
+        cache.put(URL, reply.username, reply.token, reply.expires_at)
+        return client
+
+    return _remember
+
+
+async def until(pilot, predicate: Callable[[], object], timeout: float = 5.0, what: str = ""):
+    """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+async def settle(pilot, timeout: float = 10.0) -> None:
+    """Wait until no worker (network call) runs, including those that finished ones started."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2:
+        assert time.monotonic() < deadline, "the app never went quiet"
+        busy = [worker for worker in pilot.app.workers if not worker.is_finished]
+        if busy:
+            quiet = 0
+            waits = asyncio.gather(*(w.wait() for w in busy), return_exceptions=True)
+            await asyncio.wait_for(waits, max(deadline - time.monotonic(), 0.1))
+        else:
+            quiet += 1
+        await pilot.pause()
+
+
+def screen_text(app: MitosisApp) -> str:
+    """What the current screen shows, as plain text lines."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+class ToLoopback(httpx.AsyncBaseTransport):
+    """Sends ``http://mitosis.test/...`` to a coordinator on a loopback port.
+
+    Snapshots must not show the random port, so the app keeps the stable URL while the
+    requests go to the real server.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self._port)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ServedCoordinator:
+    """The real coordinator served by uvicorn on a loopback port, in a background thread.
+
+    Snapshot tests run the app in an event loop of its own (``App.run``), which cannot share
+    the in-process ASGI app of the async fixtures; a served coordinator works from any loop.
+    """
+
+    def __init__(self, settings: CoordinatorSettings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="coordinator", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive(), "the coordinator thread died"
+            assert time.monotonic() < deadline, "the coordinator did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the coordinator did not stop"
+
+    def transport(self) -> ToLoopback:
+        return ToLoopback(self.port)
+
+
+@pytest.fixture(scope="module")
+def served_coordinator(tmp_path_factory, sqlite_template):
+    """A served coordinator with alice (admin of lab, where bob reads and carol writes)."""
+    base = tmp_path_factory.mktemp("served")
+    shutil.copy(sqlite_template, base / "mitosis.sqlite3")
+    settings = CoordinatorSettings(
+        data_dir=str(base / "data"),
+        db=f"sqlite:///{base / 'mitosis.sqlite3'}",
+        password_hash_memory=1024 * 1024,
+    )
+    served = ServedCoordinator(settings)
+    served.start()
+    try:
+        with Client(served.url) as admin:
+            admin.login(*ADMIN)
+            for name in ("alice", "bob", "carol"):
+                admin.create_user(name, "pw")
+        with Client(served.url) as alice:
+            alice.login("alice", "pw")
+            alice.create_group("lab")
+            alice.update_members(
+                "lab",
+                [Member(username="bob", role=Role.READ), Member(username="carol", role=Role.WRITE)],
+            )
+        yield served
+    finally:
+        served.stop()
+
+
+def remember_sync(served: ServedCoordinator, cache: CredentialCache, user: str, pw: str) -> None:
+    """Cache a token for ``user`` under the stable URL (blocking, for sync snapshot tests)."""
+    with Client(served.url) as client:
+        reply = client.login(user, pw)
+    cache.put(URL, reply.username, reply.token, reply.expires_at)
