@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -16,23 +17,43 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from mitosis_sdk import __version__
-from mitosis_server.api import admin, auth, groups, health
+from mitosis_server.api import (
+    admin,
+    artifacts,
+    attachments,
+    auth,
+    events,
+    groups,
+    health,
+    objects,
+    tasks,
+    worker_files,
+    workers,
+)
 from mitosis_server.api.errors import EXCEPTION_HANDLERS
 from mitosis_server.api.guards import (
     PUBLIC_PATHS,
     TokenAuthentication,
     provide_db,
+    provide_objects,
     provide_principal,
 )
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.engine import create_engine, session_factory
 from mitosis_server.db.migrate import upgrade
+from mitosis_server.events import create_event_bus
+from mitosis_server.jobs.files import FileSweeper
+from mitosis_server.jobs.liveness import LivenessMonitor
 from mitosis_server.services.auth import Authenticator
 from mitosis_server.services.passwords import configure_hashing
 from mitosis_server.services.ratelimit import FailureLimiter
 from mitosis_server.services.tokens import TokenSigner, generate_key_pair
+from mitosis_server.services.uploads import Objects
 from mitosis_server.services.users import bootstrap_admin
 from mitosis_server.state import Coordinator
+from mitosis_server.storage.base import ObjectStore
+from mitosis_server.storage.factory import build_store
+from mitosis_server.storage.local import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -67,33 +88,127 @@ async def start_coordinator(settings: CoordinatorSettings) -> Coordinator:
         settings.token_lifetime,
         FailureLimiter(settings.login_attempts, settings.login_window),
     )
-    return Coordinator(
+    coordinator = Coordinator(
         settings=settings,
         engine=engine,
         sessions=sessions,
         authenticator=authenticator,
         default_admin_password=weak,
     )
+    coordinator.liveness = LivenessMonitor(sessions, settings, coordinator.wakeups)
+    return coordinator
+
+
+@contextlib.asynccontextmanager
+async def background_jobs(coordinator: Coordinator) -> AsyncIterator[None]:
+    """Run the coordinator's loops (liveness monitor, file sweeper) for the app's lifetime."""
+    stop = asyncio.Event()
+    sweeper = FileSweeper(
+        coordinator.sessions, Objects(coordinator.store, coordinator.settings.url_lifetime)
+    )
+    jobs = [
+        asyncio.create_task(coordinator.liveness.run(stop), name="liveness"),
+        asyncio.create_task(sweeper.run(stop), name="files"),
+    ]
+    coordinator.background.extend(jobs)
+    try:
+        yield
+    finally:
+        stop.set()
+        _, pending = await asyncio.wait(jobs, timeout=10)
+        for job in pending:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+
+AUTH_TOPIC = "auth.forget"
+ALL_SESSIONS = "*"
+
+
+@contextlib.asynccontextmanager
+async def event_bus(coordinator: Coordinator) -> AsyncIterator[None]:
+    """Start the event bus and hook wake-ups and token revocations to it (S4, A3)."""
+    settings = coordinator.settings
+    bus = create_event_bus(
+        settings.redis,
+        settings.redis_prefix,
+        event_cap=settings.event_history,
+        log_cap=settings.log_history,
+    )
+    await bus.start()
+    coordinator.events = bus
+    wakeups = coordinator.wakeups
+    wakeups.attach(bus)
+    authenticator = coordinator.authenticator
+
+    def forget_elsewhere(session_id: str | None) -> None:
+        message = session_id or ALL_SESSIONS
+        wakeups.spawn(bus.broadcast(AUTH_TOPIC, message, here=False), "auth-forget")
+
+    stop = bus.listen(
+        AUTH_TOPIC, lambda m: authenticator.drop(None if m == ALL_SESSIONS else m)
+    )
+    authenticator.on_forget = forget_elsewhere
+    log.info("events.ready backend=%s", type(bus).__name__)
+    try:
+        yield
+    finally:
+        authenticator.on_forget = None
+        stop()
+        await wakeups.drain()
+        await bus.close()
+
+
+@contextlib.asynccontextmanager
+async def object_store(coordinator: Coordinator, store: ObjectStore) -> AsyncIterator[None]:
+    """Open the object store, creating missing buckets, for the app's lifetime."""
+    async with store:
+        await store.ensure_buckets()
+        coordinator.store = store
+        log.info("objects.ready store=%s", type(store).__name__)
+        yield
 
 
 def create_app(settings: CoordinatorSettings) -> Litestar:
+    # Built here, opened in the lifespan: the local store's URL routes depend on it.
+    store = build_store(settings)
+    served = [objects.create_router(store)] if isinstance(store, LocalStore) else []
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         coordinator = await start_coordinator(settings)
         app.state.coordinator = coordinator
         log.info("coordinator.started database=%s", coordinator.engine.url.get_backend_name())
         try:
-            yield
+            async with (
+                event_bus(coordinator),
+                object_store(coordinator, store),
+                background_jobs(coordinator),
+            ):
+                yield
         finally:
             await coordinator.engine.dispose()
             log.info("coordinator.stopped")
 
     return Litestar(
-        route_handlers=[*health.ROUTES, *auth.ROUTES, *groups.ROUTES, *admin.ROUTES],
+        route_handlers=[
+            *health.ROUTES,
+            *auth.ROUTES,
+            *groups.ROUTES,
+            *admin.ROUTES,
+            *tasks.ROUTES,
+            *workers.ROUTES,
+            *attachments.ROUTES,
+            *artifacts.ROUTES,
+            *worker_files.ROUTES,
+            *events.ROUTES,
+            *served,
+        ],
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db),
             "principal": Provide(provide_principal),
+            "objects": Provide(provide_objects, sync_to_thread=False),
         },
         middleware=[DefineMiddleware(TokenAuthentication, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,

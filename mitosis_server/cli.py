@@ -133,7 +133,42 @@ async def check(settings: CoordinatorSettings) -> int:
         await engine.dispose()
     key = settings.private_key_path
     report("signing key", key.exists(), str(key) if key.exists() else f"{key} missing: keygen")
+    await check_objects(settings, report)
+    if settings.redis is not None:
+        await check_redis(settings, report)
     return 1 if problems else 0
+
+
+async def check_redis(settings: CoordinatorSettings, report) -> None:
+    """Does the event bus's Redis answer?"""
+    from mitosis_server.events import create_event_bus
+
+    bus = create_event_bus(settings.redis, settings.redis_prefix)
+    try:
+        ok = await bus.ping()
+    finally:
+        await bus.close()
+    where = settings.redis.split("@")[-1]  # never print a password
+    report("redis", ok, where if ok else f"{where} unreachable")
+
+
+async def check_objects(settings: CoordinatorSettings, report) -> None:
+    """Can the object store be reached, and do its buckets exist (serve creates them)?"""
+    from mitosis_server.storage.base import StorageError
+    from mitosis_server.storage.factory import build_store
+
+    where = settings.s3_url or str(settings.objects_dir)
+    try:
+        async with build_store(settings) as store:
+            missing = await asyncio.wait_for(store.missing_buckets(), 60)
+    except (StorageError, OSError, TimeoutError) as exc:
+        report("object store", False, f"{where}: {type(exc).__name__}: {exc}")
+        return
+    report("object store", True, where)
+    if missing:
+        report("buckets", False, f"missing (serve creates them): {', '.join(missing)}")
+    else:
+        report("buckets", True, "present")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.services.auth import Authenticator
+from mitosis_server.services.wakeups import Wakeups
 
 
 @dataclass
@@ -18,3 +20,11 @@ class Coordinator:
     authenticator: Authenticator
     default_admin_password: bool = False
     background: list = field(default_factory=list)
+    # Wakes parked worker fetches (S4); in-process here, bus-backed across replicas.
+    wakeups: Wakeups = field(default_factory=Wakeups)
+    # The liveness monitor (jobs/liveness.py), started in the app's lifespan.
+    liveness: Any = None
+    # The object store (storage/), opened in the app's lifespan.
+    store: Any = None
+    # The event bus (events/): in-process, or Redis when configured; started in the lifespan.
+    events: Any = None

@@ -92,8 +92,12 @@ def db_url(request, tmp_path) -> str:
 @pytest.fixture
 def settings(db_url, tmp_path) -> CoordinatorSettings:
     # A cheap password hash: the suite logs in thousands of times; production keeps 64 MiB.
+    # The app is addressed as http://mitosis.test in-process; its signed URLs say so too.
     return CoordinatorSettings(
-        data_dir=str(tmp_path / "data"), db=db_url, password_hash_memory=1024 * 1024
+        data_dir=str(tmp_path / "data"),
+        db=db_url,
+        password_hash_memory=1024 * 1024,
+        public_url="http://mitosis.test",
     )
 
 

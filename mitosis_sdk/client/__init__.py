@@ -17,12 +17,17 @@ from typing import Any
 from mitosis_sdk.client.accounts import AccountsAPI
 from mitosis_sdk.client.admin import AdminAPI
 from mitosis_sdk.client.base import DEFAULT_URL, BaseClient
+from mitosis_sdk.client.files import FilesAPI
 from mitosis_sdk.client.groups import GroupsAPI
+from mitosis_sdk.client.streams import StreamsAPI
+from mitosis_sdk.client.tasks import TasksAPI
+from mitosis_sdk.client.workers import WorkersAPI
 
 __all__ = ["DEFAULT_URL", "AsyncClient", "BaseClient", "Client"]
 
 
-class AsyncClient(AccountsAPI, GroupsAPI, AdminAPI):
+# StreamsAPI first: its stream-driven wait_tasks replaces the polling one of TasksAPI.
+class AsyncClient(StreamsAPI, AccountsAPI, GroupsAPI, AdminAPI, TasksAPI, WorkersAPI, FilesAPI):
     """Every coordinator API as typed async methods; errors raise ``mitosis_sdk.errors``."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from mitosis_sdk.client.base import BaseClient
 from mitosis_sdk.schemas import (
     GroupInfo,
@@ -11,6 +13,8 @@ from mitosis_sdk.schemas import (
     UserInfo,
     UserState,
     UserStateChange,
+    WorkerInfo,
+    WorkerShutdown,
 )
 
 
@@ -60,6 +64,17 @@ class AdminAPI(BaseClient):
             f"/api/admin/groups/{group}/storage-quota",
             body=QuotaEdit(change=change),
             result=GroupInfo,
+        )
+
+    async def admin_shutdown_worker(
+        self, worker: uuid.UUID | str, force: bool = False
+    ) -> WorkerInfo:
+        """Stop any worker: gracefully (drain, then exit) or ``force`` (kill its tasks)."""
+        return await self.request(
+            "POST",
+            f"/api/admin/workers/{worker}/shutdown",
+            body=WorkerShutdown(force=force),
+            result=WorkerInfo,
         )
 
     async def shutdown(self) -> None:

@@ -10,7 +10,9 @@ item is read back: an opaque, ordered position a client hands back to resume wit
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from mitosis_sdk.schemas.common import Struct
 
@@ -49,3 +51,28 @@ class LogEnd(Struct, tag="log.end", omit_defaults=True):
 
     task_id: str
     cursor: str | None = None
+
+
+MAX_LOG_BATCH = 10_000
+MAX_LOG_LINE = 64 * 1024
+
+
+class ShippedLine(Struct):
+    """One output line as a worker ships it (the coordinator adds the task id)."""
+
+    stream: LogStream
+    text: Annotated[str, msgspec.Meta(max_length=MAX_LOG_LINE)]
+
+
+class LogBatch(Struct):
+    """Lines of the attempt the worker holds, in the order they were produced."""
+
+    attempt: Annotated[int, msgspec.Meta(ge=1)]
+    lines: Annotated[list[ShippedLine], msgspec.Meta(max_length=MAX_LOG_BATCH)]
+
+
+class StreamError(Struct, tag="error", omit_defaults=True):
+    """The last item of a stream the coordinator ends: too slow, cursor lost, shutting down."""
+
+    error: str
+    message: str

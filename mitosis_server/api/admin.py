@@ -23,9 +23,11 @@ from mitosis_sdk.schemas import (
     UserCreate,
     UserInfo,
     UserStateChange,
+    WorkerInfo,
+    WorkerShutdown,
 )
-from mitosis_server.api.guards import DB, Caller, admin_only, users_only
-from mitosis_server.services import groups, users
+from mitosis_server.api.guards import DB, Caller, PathUUID, admin_only, users_only
+from mitosis_server.services import groups, users, worker_admin
 
 
 class AdminController(Controller):
@@ -87,6 +89,20 @@ class AdminController(Controller):
     ) -> GroupInfo:
         """Change a group's storage quota: ``+2GB``, ``-500MiB``, ``=16GB`` or ``16GB``."""
         return await groups.change_storage_quota(db, principal, name, data.change)
+
+    @post("/workers/{worker_id:uuid}/shutdown", status_code=HTTP_200_OK, summary="Stop any worker")
+    async def shutdown_worker(
+        self,
+        request: Request,
+        db: DB,
+        principal: Caller,
+        worker_id: PathUUID,
+        data: JSONBody[WorkerShutdown],
+    ) -> WorkerInfo:
+        """Graceful (drain, then exit) or ``force`` (kill its tasks; they are requeued)."""
+        return await worker_admin.shutdown_worker(
+            db, principal, worker_id, data.force, request.app.state.coordinator.wakeups
+        )
 
     @post("/shutdown", status_code=HTTP_202_ACCEPTED, summary="Stop this coordinator gracefully")
     async def shutdown(self) -> None:

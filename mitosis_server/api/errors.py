@@ -12,7 +12,9 @@ from sqlalchemy.exc import IntegrityError
 
 from mitosis_sdk.errors import STATUS_OF_CODE, ErrorBody, ErrorCode
 from mitosis_sdk.schemas import NAME_PATTERN
+from mitosis_sdk.schemas.limits import COMPARISON_PATTERN, TAG_PATTERN
 from mitosis_server.errors import DomainError
+from mitosis_server.storage.base import StorageError, UploadIncomplete
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,18 @@ def domain_error(_: Request, exc: DomainError) -> Response:
     return response
 
 
+_RULES = {
+    NAME_PATTERN: "must be 1-64 letters, digits, '_' or '-'",
+    TAG_PATTERN: "tags and labels are 1-128 characters without spaces or commas",
+    COMPARISON_PATTERN: "expected a comparison: =N, !=N, >N, >=N, <N or <=N",
+}
+
+
 def _friendly(text: str) -> str:
     """msgspec names the regex; people want the rule."""
-    if NAME_PATTERN in text:
-        return "must be 1-64 letters, digits, '_' or '-'"
+    for pattern, rule in _RULES.items():
+        if pattern in text or repr(pattern)[1:-1] in text:  # msgspec may escape backslashes
+            return rule
     return text
 
 
@@ -85,6 +95,15 @@ def integrity_error(_: Request, exc: IntegrityError) -> Response:
     return _render(ErrorCode.CONFLICT, "that conflicts with a concurrent change; try again")
 
 
+def storage_error(request: Request, exc: StorageError) -> Response:
+    log.warning("storage.failed path=%s error=%s", request.url.path, exc)
+    return _render(ErrorCode.UNAVAILABLE, f"the object store failed: {exc}; try again later")
+
+
+def upload_incomplete(_: Request, exc: UploadIncomplete) -> Response:
+    return _render(ErrorCode.INVALID_INPUT, f"the upload cannot be completed: {exc}")
+
+
 def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("request.failed path=%s", request.url.path)
     return _render(
@@ -98,5 +117,7 @@ EXCEPTION_HANDLERS = {
     DomainError: domain_error,
     HTTPException: http_error,
     IntegrityError: integrity_error,
+    StorageError: storage_error,
+    UploadIncomplete: upload_incomplete,
     Exception: unexpected_error,
 }

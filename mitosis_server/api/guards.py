@@ -6,6 +6,7 @@ forgets to protect is protected anyway.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 from litestar import Request
@@ -13,13 +14,16 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitosis_server.errors import forbidden
 from mitosis_server.services.auth import Principal, unauthorized
+from mitosis_server.services.uploads import Objects
 from mitosis_server.state import Coordinator
 
-PUBLIC_PATHS = ["^/api/auth/login$", "^/health$", "^/ready$", "^/schema"]
+# ``/objects/`` serves the local object store: the URL's signature stands in for a token.
+PUBLIC_PATHS = ["^/api/auth/login$", "^/health$", "^/ready$", "^/schema", "^/objects/"]
 
 
 class TokenAuthentication(AbstractAuthenticationMiddleware):
@@ -48,8 +52,23 @@ def users_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         raise forbidden("a worker token cannot do this")
 
 
+def own_worker_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A worker's own calls need the token it got at registration, bound to its id."""
+    principal: Principal = connection.user
+    if principal.worker_id is None:
+        raise forbidden("this needs the worker's own token (the one registration returned)")
+    if principal.worker_id != str(connection.path_params.get("worker_id")):
+        raise forbidden("this token belongs to another worker")
+
+
 async def provide_principal(request: Request) -> Principal:
     return request.user
+
+
+def provide_objects(request: Request) -> Objects:
+    """The object store and URL lifetime, for controllers of files."""
+    coordinator: Coordinator = request.app.state.coordinator
+    return Objects(coordinator.store, coordinator.settings.url_lifetime)
 
 
 async def provide_db(request: Request) -> AsyncIterator[AsyncSession]:
@@ -73,3 +92,6 @@ def client_address(request: Request) -> str | None:
 # Handler parameters filled by the app-level dependencies above.
 DB = NamedDependency[AsyncSession]
 Caller = NamedDependency[Principal]
+Files = NamedDependency[Objects]
+# A UUID in the path (``{task_id:uuid}``); anything else there is a 400.
+PathUUID = FromPath[uuid.UUID]

@@ -7,6 +7,8 @@
   turns "database is locked" surprises mid-transaction into an orderly queue.
 * Start-up work that two coordinators must not do at once (migrations, the first admin) runs
   under a PostgreSQL advisory lock; SQLite's IMMEDIATE transaction already serialises it.
+* Claiming tasks locks rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (``claim_candidates``);
+  timestamp arithmetic inside statements (``seconds_after``) is spelled per dialect.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from sqlalchemy import event, text
+from sqlalchemy import CTE, Select, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 _STARTUP_LOCK_ID = 0x6D69746F  # "mito"
 
@@ -84,3 +88,46 @@ async def startup_lock(connection: AsyncConnection) -> AsyncIterator[None]:
         yield
     finally:
         await connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _STARTUP_LOCK_ID})
+
+
+def skip_locked(statement: Select, *tables) -> Select:
+    """Lock the selected rows, passing over rows another transaction holds.
+
+    PostgreSQL: ``FOR UPDATE OF … SKIP LOCKED``, so concurrent claimers never wait on each
+    other and never take the same row. SQLite: SQLAlchemy renders no locking clause there,
+    and none is needed: every transaction starts with ``BEGIN IMMEDIATE`` (one writer).
+    """
+    return statement.with_for_update(skip_locked=True, of=tables or None)
+
+
+def claim_candidates(statement: Select, *tables, name: str = "claim") -> CTE:
+    """The rows a claim takes (``skip_locked``), selected once, as a CTE to UPDATE … FROM.
+
+    ``MATERIALIZED`` makes the selection run exactly once: PostgreSQL may re-run an
+    ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` subquery and so take more than ``n``
+    rows (SQLite accepts the keyword too).
+    """
+    return skip_locked(statement, *tables).cte(name).prefix_with("MATERIALIZED")
+
+
+class seconds_after(FunctionElement):
+    """``seconds_after(moment, seconds)``: a timestamp ``seconds`` (a column) after ``moment``,
+    computed in SQL so a set-based UPDATE can set per-row deadlines."""
+
+    inherit_cache = True
+
+    def __init__(self, moment, seconds) -> None:
+        super().__init__(moment, seconds)
+
+
+@compiles(seconds_after, "postgresql")
+def _seconds_after_postgresql(element, compiler, **kw) -> str:
+    moment, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({moment} + make_interval(secs => {seconds}))"
+
+
+@compiles(seconds_after, "sqlite")
+def _seconds_after_sqlite(element, compiler, **kw) -> str:
+    # Timestamps are stored as naive UTC text; strftime keeps that format (to milliseconds).
+    moment, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"strftime('%Y-%m-%d %H:%M:%f', {moment}, '+' || ({seconds}) || ' seconds')"

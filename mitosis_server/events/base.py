@@ -252,9 +252,11 @@ class EventBus(abc.ABC):
 
     # -- broadcasts ----------------------------------------------------------------------
 
-    async def broadcast(self, topic: str, message: str) -> None:
-        """Call every listener of ``topic`` in every process (this one included)."""
-        self._deliver(topic, message)
+    async def broadcast(self, topic: str, message: str, *, here: bool = True) -> None:
+        """Call every listener of ``topic`` in every process (this one too unless ``here`` is
+        False: a caller that already acted locally)."""
+        if here:
+            self._deliver(topic, message)
         await self._send_broadcast(topic, message)
 
     def listen(self, topic: str, callback: Callable[[str], object]) -> Callable[[], None]:

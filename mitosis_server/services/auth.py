@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -75,6 +76,8 @@ class Authenticator:
         self.limiter = limiter
         self._clock = clock
         self._checks: dict[str, _Check] = {}
+        # Set by the app to tell the other coordinators (A3: revocations within one second).
+        self.on_forget: Callable[[str | None], object] | None = None
 
     async def login(
         self, db: AsyncSession, username: str, password: str, address: str | None
@@ -172,7 +175,14 @@ class Authenticator:
                 del self._checks[key]
 
     def forget(self, session_id: str | None = None) -> None:
-        """Drop cached checks (one session, or all) so the next request re-reads them."""
+        """Drop cached checks (one session, or all) so the next request re-reads them, here
+        and (through ``on_forget``) on every other coordinator."""
+        self.drop(session_id)
+        if self.on_forget is not None:
+            self.on_forget(session_id)
+
+    def drop(self, session_id: str | None = None) -> None:
+        """Drop cached checks in this process only."""
         if session_id is None:
             self._checks.clear()
         else:

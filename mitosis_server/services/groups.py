@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mitosis_sdk.errors import ErrorCode
 from mitosis_sdk.schemas import GroupInfo, Member, Role, UserState
 from mitosis_sdk.units import apply_quota_change, parse_size_change
-from mitosis_server.db.models import Group, Membership, User
+from mitosis_server.db.models import Group, Membership, Task, User, Worker, WorkerGrant
 from mitosis_server.errors import DomainError, conflict, forbidden, invalid, not_found
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.users import groups_created, name_taken
@@ -70,8 +70,15 @@ async def create_group(
 
 
 async def usage_counts(db: AsyncSession, group_id: int) -> tuple[int, int]:
-    """(tasks, workers) of a group; filled in as the task and worker tables arrive."""
-    return 0, 0
+    """(tasks, workers) of a group: all its tasks, and the registered workers granting it."""
+    tasks = await db.scalar(select(func.count()).where(Task.group_id == group_id))
+    workers = await db.scalar(
+        select(func.count())
+        .select_from(WorkerGrant)
+        .join(Worker, Worker.id == WorkerGrant.worker_id)
+        .where(WorkerGrant.group_id == group_id, Worker.state != "stopped")
+    )
+    return tasks, workers
 
 
 async def describe_group(db: AsyncSession, principal: Principal, name: str) -> GroupInfo:

@@ -13,8 +13,9 @@ URL; the caller then reports each part's ETag (from the part PUT's reply) and th
 calls :meth:`ObjectStore.complete_multipart`. The part plan is computed here, once, for both
 backends.
 
-The :class:`Upload` types are what a worker or client receives; they belong in the SDK's wire
-schemas once the files API exists. Errors the services translate::
+The :class:`Upload` types are what a worker or client receives, so they live in the SDK's wire
+schemas (:mod:`mitosis_sdk.schemas.files`) and are re-exported here. Errors the services
+translate::
 
     StorageError            the store failed or refused (unreachable, bucket forbidden …)
     └── UploadIncomplete    a multipart upload cannot complete: unknown id, missing part,
@@ -33,7 +34,14 @@ from typing import Self
 from urllib.parse import quote
 
 from mitosis_sdk.keys import is_folder, normalize_key
-from mitosis_sdk.schemas import Struct
+from mitosis_sdk.schemas.files import (
+    MAX_OBJECT_SIZE,
+    MAX_PARTS,
+    CompletedPart,
+    MultipartPlan,
+    PartUpload,
+    Upload,
+)
 
 __all__ = [
     "MAX_EXPIRY",
@@ -52,8 +60,6 @@ __all__ = [
     "content_disposition",
 ]
 
-MAX_OBJECT_SIZE = 5 * 2**40  # S3's limit, kept by every backend so moving between them is safe
-MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
 MAX_EXPIRY = 7 * 86400  # SigV4's limit on presigned URL lifetime
 MIN_PART_SIZE = 5 * 2**20  # S3 refuses smaller parts (except the last) at completion
 MAX_SINGLE_PUT = 5 * 2**30  # S3 refuses larger single PUTs
@@ -72,42 +78,6 @@ class StorageError(Exception):
 
 class UploadIncomplete(StorageError):
     """A multipart upload cannot be completed as asked (see the module docstring)."""
-
-
-class PartUpload(Struct):
-    """One part: PUT bytes ``[offset, offset + size)`` of the file to ``url`` with ``headers``."""
-
-    number: int
-    offset: int
-    size: int
-    url: str
-    headers: dict[str, str]
-
-
-class MultipartPlan(Struct):
-    upload_id: str
-    part_size: int
-    parts: list[PartUpload]
-
-
-class Upload(Struct):
-    """How to send one object: PUT the whole file to ``url``, or each part of ``multipart``.
-
-    ``headers`` (with ``Content-Length``) must be sent as given: the URL is signed for them.
-    """
-
-    expires_at: int
-    method: str = "PUT"
-    url: str | None = None
-    headers: dict[str, str] = {}
-    multipart: MultipartPlan | None = None
-
-
-class CompletedPart(Struct):
-    """A part as its PUT answered: the number it was sent as and the ``ETag`` reply header."""
-
-    number: int
-    etag: str
 
 
 def check_key(key: str) -> str:
@@ -176,6 +146,11 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     async def ensure_buckets(self) -> None:
         """Create the buckets that do not exist yet; safe to run from many replicas at once."""
+
+    @abc.abstractmethod
+    async def missing_buckets(self) -> list[str]:
+        """The buckets that do not exist (yet), by name; StorageError when the store cannot
+        be asked. Changes nothing (``mitosis-server check``)."""
 
     async def presign_upload(
         self, bucket: BucketKind, key: str, size: int, expires: float

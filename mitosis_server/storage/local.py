@@ -127,6 +127,13 @@ class LocalStore(ObjectStore):
         for folder in (*BucketKind, ".tmp", ".uploads"):
             await anyio.Path(self.root / folder).mkdir(parents=True, exist_ok=True)
 
+    async def missing_buckets(self) -> list[str]:
+        return [
+            str(self.root / folder)
+            for folder in (*BucketKind, ".tmp", ".uploads")
+            if not await anyio.Path(self.root / folder).is_dir()
+        ]
+
     # -- signed URLs ------------------------------------------------------------------------
 
     def _signature(self, bucket: str, key: str, params: Iterable[tuple[str, str]]) -> str:

@@ -120,6 +120,19 @@ class S3Store(ObjectStore):
                 if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise StorageError(f"cannot create S3 bucket {name!r}: {exc}") from exc
 
+    async def missing_buckets(self) -> list[str]:
+        missing = []
+        for name in self.buckets.values():
+            try:
+                await self._api().head_bucket(Bucket=name)
+            except ClientError as exc:
+                if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise StorageError(f"S3 bucket {name!r}: {_code(exc)}: {exc}") from exc
+                missing.append(name)
+            except BotoCoreError as exc:
+                raise StorageError(f"S3 is unreachable: {exc}") from exc
+        return missing
+
     async def _presign(self, method: str, params: dict[str, Any], expires: int) -> str:
         if self._signer is None:
             raise RuntimeError("S3Store used before open()")

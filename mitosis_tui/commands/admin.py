@@ -6,6 +6,7 @@ from argparse import Namespace
 
 from mitosis_sdk.schemas import UserState
 from mitosis_sdk.units import format_size
+from mitosis_tui.commands import workers
 from mitosis_tui.commands.parsing import subcommands
 from mitosis_tui.commands.session import CommandSession
 
@@ -88,6 +89,8 @@ def register(commands) -> None:
     p.add_argument("group")
     p.add_argument("change", metavar="OP", help="+2GB, -500MiB, =16GB or 16GB")
     p.set_defaults(handler=storage_quota)
+
+    workers.register_admin(admin)
 
     p = admin.add_parser("shutdown", help="stop the coordinator gracefully")
     p.set_defaults(handler=shutdown)

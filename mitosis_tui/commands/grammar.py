@@ -6,10 +6,11 @@ Each command family registers its parsers and handlers in its own module.
 
 from __future__ import annotations
 
-from mitosis_tui.commands import accounts, admin, groups
+from mitosis_tui.commands import accounts, admin, events, files, groups, tasks, workers
 from mitosis_tui.commands.parsing import Parser, subcommands
 
-FAMILIES = (accounts, groups, admin)
+# files adds `groups attachments` and `tasks artifacts` to those families: keep it last.
+FAMILIES = (accounts, groups, tasks, workers, events, admin, files)
 
 
 def build_command_parser(prog: str = "mitosis-tui --batch") -> Parser:

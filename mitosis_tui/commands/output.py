@@ -26,12 +26,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _console(stream: IO[str]) -> Console:
+    # A pipe or file gets whole lines: wrapped or truncated cells (a UUID cut to "b2c9…")
+    # would break the scripts reading them. A terminal keeps rich's fitting to its width.
+    wide = None if getattr(stream, "isatty", lambda: False)() else 4096
+    return Console(file=stream, highlight=False, soft_wrap=True, width=wide)
+
+
 class Output:
     def __init__(self, stdout: IO[str], stderr: IO[str], as_json: bool) -> None:
         self.as_json = as_json
         self._stdout = stdout
-        self._out = Console(file=stdout, highlight=False, soft_wrap=True)
-        self._err = Console(file=stderr, highlight=False, soft_wrap=True)
+        self._out = _console(stdout)
+        self._err = _console(stderr)
+
+    @property
+    def diagnostics(self) -> Console:
+        """The stderr console (progress bars draw there, only when it is a terminal)."""
+        return self._err
 
     def json(self, value: Any) -> None:
         self._stdout.write(msgspec.json.encode(value).decode() + "\n")
@@ -57,6 +69,12 @@ class Output:
         width = max(len(title) for title, _ in fields)
         for title, get in fields:
             self._out.print(f"{title.ljust(width)}  {_cell(get(value))}")
+
+    def line(self, text: str) -> None:
+        """One bare data line on stdout (a UUID a script captures); nothing with --json."""
+        if not self.as_json:
+            self._stdout.write(text + "\n")
+            self._stdout.flush()
 
     def done(self, message: str, value: Any = None) -> None:
         """A confirmation: to stderr for humans; ``{"ok": true, ...}`` on stdout with --json."""

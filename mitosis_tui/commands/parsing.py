@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import uuid
+from typing import Any, NoReturn
+
+import msgspec
 
 from mitosis_tui.commands.session import UsageError
 
@@ -29,3 +32,18 @@ def split_list(values: list[str] | str | None) -> list[str]:
     if isinstance(values, str):
         values = [values]
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def parse_uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a UUID") from None
+
+
+def build(struct: Any, *args: Any, **fields: Any) -> Any:
+    """A wire Struct from command-line values; a broken rule is a usage error (status 2)."""
+    try:
+        return struct(*args, **fields)
+    except (ValueError, TypeError, msgspec.ValidationError) as exc:
+        raise UsageError(str(exc)) from None

@@ -7,71 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-import pytest
-
 from tests.conftest import free_port
-
-BIN = Path(sys.executable).parent
-
-
-class Server:
-    def __init__(self, data_dir: Path, port: int, log: Path) -> None:
-        self.data_dir, self.port, self.log = data_dir, port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "mitosis-server"),
-                "--data-dir",
-                str(self.data_dir),
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "--password-hash-memory",
-                "1MiB",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("a"),
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("mitosis-server did not become ready:\n" + self.log.read_text())
-
-    def stop(self) -> None:
-        """SIGTERM, then expect a graceful exit (uvicorn re-raises the signal when done)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        self.assert_stopped_gracefully()
-
-    def assert_stopped_gracefully(self) -> None:
-        assert self.process.wait(timeout=30) in (0, -signal.SIGTERM)
-        log = self.log.read_text()
-        assert log.count("coordinator.stopped") == log.count("coordinator.started"), log
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = Server(tmp_path / "data", free_port(), tmp_path / "server.log")
-    running.start()
-    yield running
-    if running.process and running.process.poll() is None:
-        running.process.kill()
-        running.process.wait(timeout=10)
+from tests.e2e.processes import BIN, Server
 
 
 def batch(server: Server, home: Path, *argv: str) -> subprocess.CompletedProcess:

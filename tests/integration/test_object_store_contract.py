@@ -3,11 +3,9 @@
 Each test runs on S3 and on the local directory, and moves bytes exactly as workers and clients
 will: PUT to the URL with the headers it came with, part by part for large objects, then GET.
 
-* S3 is moto's real HTTP server on a loopback port. Moto accepts any presigned URL, though,
-  whatever its signature or age; AWS, MinIO and Ceph check both. So the server's WSGI app is
-  wrapped in ``SigV4Gate``, which does what they do for query-signed requests (recompute the
-  SigV4 signature from the request as received, refuse an expired one) and nothing else. The
-  gate's clock can be moved forward, like the local store's, so expiry tests do not sleep.
+* S3 is moto's real HTTP server on a loopback port, behind ``SigV4Gate``, which checks
+  presigned URLs as AWS, MinIO and Ceph do (``tests/integration/s3gate.py``; the session
+  fixtures ``moto_url`` and ``s3_clock`` are in ``tests/integration/conftest.py``).
 * The local store's URLs are served by its objects router in a minimal Litestar app, called
   in-process through ``httpx.ASGITransport``.
 
@@ -18,13 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -32,7 +27,6 @@ import boto3
 import httpx
 import pytest
 from litestar import Litestar
-from moto.server import ThreadedMotoServer
 
 from mitosis_server.api.errors import EXCEPTION_HANDLERS
 from mitosis_server.api.objects import create_router
@@ -46,102 +40,12 @@ from mitosis_server.storage.base import (
 )
 from mitosis_server.storage.local import LocalStore, load_secret
 from mitosis_server.storage.s3 import S3Store
+from tests.integration.s3gate import ACCESS_KEY, REGION, SECRET_KEY, Clock
 
 pytestmark = pytest.mark.timeout(30)
 
-ACCESS_KEY, SECRET_KEY, REGION = "mitosis-test", "mitosis-test-secret", "us-east-1"
 PART = MIN_PART_SIZE  # the smallest part S3 accepts; the threshold sits just above one part
 ART, ATT = BucketKind.ARTIFACTS, BucketKind.ATTACHMENTS
-
-
-class Clock:
-    """A clock the test moves forward instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return datetime.now(UTC).timestamp() + self.offset
-
-
-class SigV4Gate:
-    """WSGI middleware verifying query-signed (presigned) requests as S3 does; see the top."""
-
-    def __init__(self, app, secret_key: str, clock: Clock) -> None:
-        self.app = app
-        self.secret_key = secret_key
-        self.clock = clock
-
-    def __call__(self, environ, start_response):
-        query = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        params = dict(query)
-        if "X-Amz-Signature" in params:
-            refusal = self._refusal(environ, query, params)
-            if refusal:
-                body = f"<Error><Code>AccessDenied</Code><Message>{refusal}</Message></Error>"
-                start_response("403 Forbidden", [("Content-Type", "application/xml")])
-                return [body.encode()]
-        return self.app(environ, start_response)
-
-    def _header(self, environ, name: str) -> str:
-        if name in ("content-length", "content-type"):
-            return environ.get(name.upper().replace("-", "_"), "")
-        return environ.get("HTTP_" + name.upper().replace("-", "_"), "")
-
-    def _refusal(self, environ, query, params) -> str:
-        signed_at = datetime.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        if self.clock() > signed_at.timestamp() + int(params["X-Amz-Expires"]):
-            return "Request has expired"
-        signed = params["X-Amz-SignedHeaders"].split(";")
-        headers = "".join(f"{n}:{' '.join(self._header(environ, n).split())}\n" for n in signed)
-        pairs = sorted(
-            (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
-            for k, v in query
-            if k != "X-Amz-Signature"
-        )
-        path = (environ.get("RAW_URI") or environ["REQUEST_URI"]).partition("?")[0]
-        request = "\n".join(
-            [
-                environ["REQUEST_METHOD"],
-                path,
-                "&".join(f"{k}={v}" for k, v in pairs),
-                headers,
-                ";".join(signed),
-                "UNSIGNED-PAYLOAD",
-            ]
-        )
-        scope = params["X-Amz-Credential"].split("/", 1)[1]
-        digest = hashlib.sha256(request.encode()).hexdigest()
-        to_sign = f"AWS4-HMAC-SHA256\n{params['X-Amz-Date']}\n{scope}\n{digest}"
-        key = f"AWS4{self.secret_key}".encode()
-        for part in scope.split("/"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, params["X-Amz-Signature"]):
-            return "The request signature we calculated does not match the signature you provided"
-        return ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(scope="session")
-def moto_url(s3_clock) -> str:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    # The werkzeug server reads ``app`` per request; moto offers no hook to wrap it.
-    server._server.app = SigV4Gate(server._server.app, SECRET_KEY, s3_clock)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Benchmarks of Mitosis (``just bench``); each writes its figures for bench/REPORT.md."""

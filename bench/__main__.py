@@ -1,0 +1,7 @@
+"""``python -m bench``: run the dispatch benchmark (see ``bench/dispatch.py --help``)."""
+
+import sys
+
+from bench.dispatch import main
+
+sys.exit(main())

@@ -1,0 +1,302 @@
+"""Dispatch benchmark (issue 3): real ``mitosis-server`` processes, real HTTP, on PostgreSQL
+and SQLite, coordinator and clients on this host.
+
+Figures, each printed as one Markdown table row per backend:
+
+* idle dispatch latency: a worker long-polls (``wait`` 30 s); N sequential submissions; the
+  time from sending the submit to the worker holding the task (and from the submit's reply
+  to the claim), p50 and p99;
+* submit throughput: single submissions from 4 concurrent clients, and batches of 1,000;
+* claim+report throughput: 2 no-op claimers (1 slot each: fetch one, report it, repeat), and
+  for comparison 2 claimers taking 8 at a time;
+* with many finished tasks in the database: a filtered query page (p50), then the figures
+  above again.
+
+``python -m bench --help`` for the sizes; ``--quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bench.servers import coordinators, fresh_database
+from mitosis_sdk.client import AsyncClient
+from mitosis_sdk.schemas import TaskFilter, TaskQuery, TaskSpec, TaskState
+from mitosis_server.db.engine import create_engine
+
+ADMIN = ("mitosis_admin", "mitosis_admin")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _client(url: str) -> AsyncClient:
+    client = AsyncClient(url, timeout=120)
+    await client.login(*ADMIN)
+    return client
+
+
+async def _worker(admin: AsyncClient, url: str, slots: int = 1) -> tuple[AsyncClient, str]:
+    registered = await admin.register_worker(slots=slots)
+    return AsyncClient(url, registered.token, timeout=120), str(registered.worker.uuid)
+
+
+async def idle_latency(urls: list[str], n: int) -> dict:
+    admin = await _client(urls[0])
+    worker, wid = await _worker(admin, urls[-1])
+    claimed: asyncio.Queue[float] = asyncio.Queue()
+    parked = asyncio.Event()
+
+    async def claimer() -> None:
+        for _ in range(n):
+            while True:
+                parked.set()
+                reply = await worker.fetch_tasks(wid, wait=30)
+                if reply.tasks:
+                    break
+            claimed.put_nowait(time.perf_counter())
+            parked.clear()
+            task = reply.tasks[0]
+            await worker.report_result(wid, task.task, task.attempt, exit_code=0)
+
+    running = asyncio.create_task(claimer())
+    sent_to_claim, accepted_to_claim = [], []
+    spec = TaskSpec(command=["true"])
+    for _ in range(n):
+        await parked.wait()
+        await asyncio.sleep(0.01)  # the fetch has arrived and parked
+        sent = time.perf_counter()
+        await admin.submit_task(spec)
+        accepted = time.perf_counter()
+        at = await asyncio.wait_for(claimed.get(), 30)
+        sent_to_claim.append((at - sent) * 1000)
+        accepted_to_claim.append(max(0.0, at - accepted) * 1000)
+    await running
+    await worker.aclose()
+    await admin.aclose()
+    return {
+        "latency_p50_ms": percentile(sent_to_claim, 50),
+        "latency_p99_ms": percentile(sent_to_claim, 99),
+        "accepted_p50_ms": percentile(accepted_to_claim, 50),
+        "accepted_p99_ms": percentile(accepted_to_claim, 99),
+    }
+
+
+async def submit_throughput(urls: list[str], singles: int, batches: int) -> dict:
+    clients = [await _client(urls[i % len(urls)]) for i in range(4)]
+    spec = TaskSpec(command=["true"])
+
+    async def submit_many(client: AsyncClient, count: int) -> None:
+        for _ in range(count):
+            await client.submit_task(spec)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(submit_many(c, singles // 4) for c in clients))
+    single_rate = singles / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for _ in range(batches):
+        await clients[0].submit_tasks([spec] * 1000)
+    batch_rate = batches * 1000 / (time.perf_counter() - started)
+    await clients[0].cancel_tasks(task_filter=TaskFilter(states=[TaskState.READY]))
+    for client in clients:
+        await client.aclose()
+    return {"submit_single_per_s": single_rate, "submit_batch_per_s": batch_rate}
+
+
+async def claim_throughput(urls: list[str], tasks: int, per_fetch: int) -> float:
+    admin = await _client(urls[0])
+    for start in range(0, tasks, 1000):
+        await admin.submit_tasks([TaskSpec(command=["true"])] * min(1000, tasks - start))
+    done = 0
+
+    async def claimer(index: int) -> None:
+        nonlocal done
+        client, wid = await _worker(admin, urls[index % len(urls)], slots=per_fetch)
+        while done < tasks:
+            reply = await client.fetch_tasks(wid, max_tasks=per_fetch, wait=1)
+            for task in reply.tasks:
+                await client.report_result(wid, task.task, task.attempt, exit_code=0)
+                done += 1
+        await client.aclose()
+
+    started = time.perf_counter()
+    await asyncio.gather(claimer(0), claimer(1))
+    rate = tasks / (time.perf_counter() - started)
+    await admin.aclose()
+    return rate
+
+
+async def query_latency(urls: list[str], n: int = 50) -> dict:
+    client = await _client(urls[0])
+    queries = {
+        "query_failed_p50_ms": TaskQuery(group=ADMIN[0], states=[TaskState.FAILED], limit=50),
+        "query_label_p50_ms": TaskQuery(labels=["sweep-7"], limit=50),
+        "query_newest_p50_ms": TaskQuery(limit=50),
+    }
+    result = {}
+    for name, query in queries.items():
+        timings = []
+        for _ in range(n):
+            started = time.perf_counter()
+            await client.query_tasks(query)
+            timings.append((time.perf_counter() - started) * 1000)
+        result[name] = statistics.median(timings)
+    await client.aclose()
+    return result
+
+
+async def add_finished_tasks(db: str, count: int) -> float:
+    """``count`` finished tasks of the admin's group written straight into the database
+    (1% failed and labelled ``sweep-<n>``), as months of history would leave them."""
+    engine = create_engine(db)
+    started = time.perf_counter()
+    sqlite = engine.dialect.name == "sqlite"
+    uuid_sql = "lower(hex(randomblob(16)))" if sqlite else "gen_random_uuid()"
+    now = "datetime('now')" if sqlite else "now()"
+    js = "" if sqlite else "::json"
+    series = (
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < :n) "
+        "SELECT i FROM s"
+        if sqlite
+        else "SELECT generate_series(1, :n) AS i"
+    )
+    async with engine.begin() as conn:
+        group, seq = (
+            await conn.execute(
+                text("SELECT id, task_seq FROM groups WHERE name = :g"), {"g": ADMIN[0]}
+            )
+        ).one()
+        await conn.execute(
+            text(
+                "INSERT INTO tasks (uuid, group_id, seq, creator_id, state, priority, command,"
+                " command_line, tags, labels, spec, timeout, retries, max_attempts, attempt,"
+                " exit_code, created_at, started_at, finished_at, reason)"
+                f" SELECT {uuid_sql}, :g, :seq + i, 1,"
+                " CASE WHEN i % 100 = 0 THEN 'failed' ELSE 'completed' END, 0, '[\"true\"]',"
+                " 'true', '[]',"
+                " (CASE WHEN i % 100 = 0 THEN '[\"sweep-' || (i % 1000 / 100) || '\"]'"
+                f" ELSE '[]' END){js}, '{{}}', 600, 0, 3, 1,"
+                " CASE WHEN i % 100 = 0 THEN 1 ELSE 0 END,"
+                f" {now}, {now}, {now}, CASE WHEN i % 100 = 0 THEN 'nonzero_exit' END"
+                f" FROM ({series}) AS series"
+            ),
+            {"g": group, "seq": seq, "n": count},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO task_labels (task_id, label) SELECT id, 'sweep-' || ((seq - :seq)"
+                " % 1000 / 100) FROM tasks WHERE group_id = :g AND seq > :seq AND state = 'failed'"
+            ),
+            {"g": group, "seq": seq},
+        )
+        await conn.execute(
+            text("UPDATE groups SET task_seq = task_seq + :n WHERE id = :g"),
+            {"n": count, "g": group},
+        )
+    # Fresh statistics and (PostgreSQL) a visibility map, as autovacuum would leave them.
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in ("tasks", "task_labels"):
+            await conn.execute(text(f"ANALYZE {table}" if sqlite else f"VACUUM ANALYZE {table}"))
+    await engine.dispose()
+    return time.perf_counter() - started
+
+
+async def figures(urls: list[str], args) -> dict:
+    result = await idle_latency(urls, args.latency)
+    result |= await submit_throughput(urls, args.singles, args.batches)
+    result["claim_report_per_s"] = await claim_throughput(urls, args.claims, 1)
+    result["claim8_report_per_s"] = await claim_throughput(urls, args.claims, 8)
+    return result
+
+
+async def run_backend(backend: str, args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="mito-bench-") as tmp:
+        workdir = Path(tmp)
+        async with fresh_database(backend, workdir) as db:
+            extra = ("--password-hash-memory", "1MiB")
+            async with coordinators(db, workdir, args.servers, *extra) as urls:
+                print(f"[{backend}] measuring on an empty database …", file=sys.stderr)
+                empty = await figures(urls, args)
+                empty |= await query_latency(urls)
+                print(f"[{backend}] {empty}", file=sys.stderr)
+                loaded = {}
+                if args.finished:
+                    print(f"[{backend}] adding {args.finished:,} finished tasks …", file=sys.stderr)
+                    loaded["fill_s"] = await add_finished_tasks(db, args.finished)
+                    loaded |= await query_latency(urls)
+                    loaded |= await figures(urls, args)
+                    print(f"[{backend}] {loaded}", file=sys.stderr)
+    return {"backend": backend, "servers": args.servers, "empty": empty, "loaded": loaded}
+
+
+ROWS = [
+    ("idle dispatch latency p50 (submit sent → claimed)", "latency_p50_ms", "ms"),
+    ("idle dispatch latency p99 (submit sent → claimed)", "latency_p99_ms", "ms"),
+    ("idle dispatch latency p50 (submit accepted → claimed)", "accepted_p50_ms", "ms"),
+    ("idle dispatch latency p99 (submit accepted → claimed)", "accepted_p99_ms", "ms"),
+    ("submit, single requests, 4 clients", "submit_single_per_s", "tasks/s"),
+    ("submit, batches of 1,000", "submit_batch_per_s", "tasks/s"),
+    ("claim+report, 2 claimers × 1 task", "claim_report_per_s", "tasks/s"),
+    ("claim+report, 2 claimers × 8 tasks per fetch", "claim8_report_per_s", "tasks/s"),
+    ("filtered query page p50 (group + state=failed)", "query_failed_p50_ms", "ms"),
+    ("filtered query page p50 (label)", "query_label_p50_ms", "ms"),
+    ("query page p50 (newest first, no filter)", "query_newest_p50_ms", "ms"),
+]
+
+
+def table(results: list[dict]) -> str:
+    head = "| figure | " + " | ".join(
+        f"{r['backend']} empty | {r['backend']} + history" for r in results
+    )
+    lines = [head + " |", "|---" * (1 + 2 * len(results)) + "|"]
+    for title, key, unit in ROWS:
+        cells = []
+        for r in results:
+            for part in ("empty", "loaded"):
+                value = r[part].get(key)
+                cells.append("-" if value is None else f"{value:,.1f} {unit}")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", nargs="+", default=["postgres", "sqlite"])
+    parser.add_argument("--servers", type=int, default=1, help="coordinator processes")
+    parser.add_argument("--latency", type=int, default=500, help="sequential submissions")
+    parser.add_argument("--singles", type=int, default=2000, help="single submissions")
+    parser.add_argument("--batches", type=int, default=10, help="batches of 1,000")
+    parser.add_argument("--claims", type=int, default=3000, help="tasks claimed and reported")
+    parser.add_argument("--finished", type=int, default=1_000_000, help="history size")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.latency, args.singles, args.batches, args.claims, args.finished = (
+            30,
+            200,
+            2,
+            200,
+            20_000,
+        )
+    results = [asyncio.run(run_backend(backend, args)) for backend in args.backend]
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Live streams: task/worker events, a task's log, and a worker shipping its log lines.
+
+The coordinator speaks Server-Sent Events; this module parses them into the wire Structs of
+``mitosis_sdk.schemas.events``. Both iterators remember the cursor of the last item they
+yielded and, when the coordinator drops them for falling behind or the connection breaks,
+reconnect from it (a bounded number of times in a row), so a caller sees every item once::
+
+    async for event in mito.events(groups=["physics"]):
+        print(event.kind, event.object_id, event.payload)
+
+    async for line in mito.follow_logs(task_uuid):
+        print(line.stream, line.text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import httpx
+import msgspec
+
+from mitosis_sdk.client.base import BaseClient, _clean
+from mitosis_sdk.errors import BadRequest, ConnectionFailed, ErrorCode, error_from_body
+from mitosis_sdk.schemas import TaskInfo
+from mitosis_sdk.schemas.events import (
+    Event,
+    EventKind,
+    LogBatch,
+    LogEnd,
+    LogLine,
+    ShippedLine,
+    StreamError,
+)
+
+_items = msgspec.json.Decoder(Event | LogLine | LogEnd | StreamError)
+
+# The coordinator sends a comment at least every 15 s; three missed mean the link is dead.
+READ_TIMEOUT = 45.0
+RECONNECTS = 5
+RETRY_PAUSE = 0.5
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+class _Resume(Exception):
+    """The stream ended early in a way a reconnect from the last cursor repairs."""
+
+
+class StreamsAPI(BaseClient):
+    async def _sse(self, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
+        """Decoded items of one SSE response; raises typed errors for 4xx/5xx."""
+        headers = {**self._headers(), "Accept": "text/event-stream"}
+        timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
+        try:
+            async with self._http.stream(
+                "GET", path, params=_clean(params), headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code >= 400:
+                    raise error_from_body(response.status_code, await response.aread())
+                data: list[str] = []
+                async for line in response.aiter_lines():
+                    if not line:
+                        if data:
+                            yield _items.decode("\n".join(data))
+                            data = []
+                    elif line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise _Resume(str(exc) or type(exc).__name__) from exc
+
+    async def _resuming(
+        self, path: str, params: dict[str, Any], cursor: str | None
+    ) -> AsyncIterator[Any]:
+        failures = 0
+        while True:
+            try:
+                async for item in self._sse(path, {**params, "cursor": cursor}):
+                    if isinstance(item, StreamError):
+                        if item.error == "invalid_cursor":
+                            raise BadRequest(item.message, ErrorCode.INVALID_INPUT)
+                        raise _Resume(item.message)
+                    failures = 0
+                    if item.cursor:
+                        cursor = item.cursor
+                    yield item
+                return
+            except _Resume as exc:
+                failures += 1
+                if failures > RECONNECTS:
+                    raise ConnectionFailed(f"the live stream keeps failing: {exc}") from None
+                await asyncio.sleep(RETRY_PAUSE * failures)
+
+    async def events(
+        self, groups: Iterable[str] | None = None, cursor: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Committed task/worker events of the caller's groups (or of ``groups``), from
+        ``cursor`` (exclusive) or from now; runs until the caller stops iterating."""
+        params = {"group": list(groups or [])}
+        async with contextlib.aclosing(self._resuming("/api/events", params, cursor)) as items:
+            async for item in items:
+                if isinstance(item, Event):
+                    yield item
+
+    async def follow_logs(
+        self, task: uuid.UUID | str, *, follow: bool = True, cursor: str | None = None
+    ) -> AsyncIterator[LogLine]:
+        """The task's kept live log lines, then (``follow``) new ones until the task ends."""
+        params = {"follow": "true" if follow else "false"}
+        path = f"/api/tasks/{task}/logs"
+        async with contextlib.aclosing(self._resuming(path, params, cursor)) as items:
+            async for item in items:
+                if isinstance(item, LogEnd):
+                    return
+                if isinstance(item, LogLine):
+                    yield item
+
+    async def ship_logs(
+        self,
+        worker: uuid.UUID | str,
+        task: uuid.UUID | str,
+        attempt: int,
+        lines: Iterable[tuple[str, str]],
+    ) -> None:
+        """Append ``(stream, text)`` lines to the live log of the attempt the worker holds."""
+        body = LogBatch(attempt=attempt, lines=[ShippedLine(stream=s, text=t) for s, t in lines])
+        await self.request("POST", f"/api/workers/{worker}/tasks/{task}/logs", body=body)
+
+    async def wait_tasks(
+        self,
+        tasks: Iterable[uuid.UUID | str],
+        *,
+        poll: float = 5.0,
+    ) -> list[TaskInfo]:
+        """Until every task has ended (bound it with ``asyncio.timeout``): woken by the
+        event stream, re-checking every ``poll`` seconds in case an event is missed."""
+        wanted = [str(t) for t in tasks]
+        pending = set(wanted)
+        done: dict[str, TaskInfo] = {}
+        changed = asyncio.Event()
+
+        async def watch() -> None:
+            with contextlib.suppress(Exception):  # the poll is the backstop
+                async for event in self.events():
+                    if (
+                        event.kind == EventKind.TASK_STATE
+                        and event.object_id in pending
+                        and event.payload.get("state") in TERMINAL
+                    ):
+                        changed.set()
+
+        watcher = asyncio.create_task(watch(), name="wait-tasks-stream")
+        try:
+            while True:
+                changed.clear()
+                for task in list(pending):
+                    info = await self.get_task(task)  # type: ignore[attr-defined]
+                    if info.state.terminal:
+                        done[task] = info
+                        pending.discard(task)
+                if not pending:
+                    return [done[t] for t in wanted]
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll):
+                        await changed.wait()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher

@@ -1,0 +1,233 @@
+"""Live streams over Server-Sent Events (FEATURES E2, X5), and the worker's log shipping.
+
+* ``GET /api/events?cursor=C&group=G…`` — committed task/worker events of the groups the
+  caller may read (``group`` narrows it), each as ``id: <cursor>`` / ``event: <kind>`` /
+  ``data: <Event JSON>``. Without ``cursor`` the stream starts from now; with one it resumes
+  right after it (no gap, no duplicate), and a cursor the bus no longer keeps is a 400 before
+  anything is streamed.
+* ``GET /api/tasks/{uuid}/logs?follow=&cursor=`` — the task's kept log lines, then (with
+  ``follow``) live ones, then a ``log.end`` item; 404 for a task the caller cannot see.
+* ``POST /api/workers/{worker}/tasks/{task}/logs`` — a worker ships a batch of lines of the
+  attempt it holds.
+
+Backpressure: a reader task pulls from the bus into a bounded queue per connection; when a
+client does not drain it in time, the connection gets a final ``error`` item and ends, so
+the coordinator never waits for a slow client. A comment line every ``HEARTBEAT`` seconds
+keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
+from litestar.response import Stream
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from mitosis_sdk.schemas.events import Event, LogBatch, LogEnd, LogLine, StreamError
+from mitosis_server.api.guards import DB, Caller, PathUUID, own_worker_only, users_only
+from mitosis_server.events import InvalidCursor
+from mitosis_server.services import streams
+from mitosis_server.state import Coordinator
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = 15.0
+QUEUE_SIZE = 2000
+STATE_CHECK = 5.0
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+_encoder = msgspec.json.Encoder()
+_DONE = object()
+
+
+def _coordinator(request: Request) -> Coordinator:
+    return request.app.state.coordinator
+
+
+def sse_item(item: Event | LogLine | LogEnd | StreamError) -> bytes:
+    kind = item.kind if isinstance(item, Event) else type(item).__struct_config__.tag
+    cursor = getattr(item, "cursor", None)
+    head = f"id: {cursor}\n" if cursor else ""
+    return f"{head}event: {kind}\ndata: ".encode() + _encoder.encode(item) + b"\n\n"
+
+
+async def _pump(
+    source: AsyncIterator, keep: Callable[[object], bool], queue: asyncio.Queue
+) -> None:
+    """Bus → queue, never waiting for the client: a full queue ends the stream."""
+    try:
+        async with contextlib.aclosing(source) as items:
+            async for item in items:
+                if not keep(item):
+                    continue
+                try:
+                    queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    log.warning("stream.dropped_slow_client queued=%d", queue.qsize())
+                    _final(queue, StreamError(error="too_slow", message=SLOW))
+                    return
+                if isinstance(item, LogEnd):
+                    break
+    except InvalidCursor as exc:
+        _final(queue, StreamError(error="invalid_cursor", message=exc.message))
+        return
+    except Exception as exc:  # never a crash in a background reader
+        log.warning("stream.reader_failed error=%s", exc)
+        _final(queue, StreamError(error="unavailable", message="the event stream failed"))
+        return
+    _final(queue, _DONE)
+
+
+SLOW = (
+    "this client fell too far behind and was disconnected; reconnect with the last cursor"
+    " it received"
+)
+
+
+def _final(queue: asyncio.Queue, item: object) -> None:
+    """Make room for the last item even in a full queue (the client is dropped anyway)."""
+    if queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while queue.qsize() >= queue.maxsize:
+                queue.get_nowait()
+    queue.put_nowait(item)
+
+
+async def _serve(
+    source: AsyncIterator, keep: Callable[[object], bool], extra: list | None = None
+) -> AsyncIterator[bytes]:
+    """Drain the queue to the client, with heartbeats, until the reader is done."""
+    queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+    reader = asyncio.create_task(_pump(source, keep, queue), name="stream-reader")
+    background = [reader, *(extra or [])]
+    try:
+        yield b": connected\n\n"
+        while True:
+            try:
+                async with asyncio.timeout(HEARTBEAT):
+                    item = await queue.get()
+            except TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            if item is _DONE:
+                return
+            yield sse_item(item)
+            if isinstance(item, StreamError | LogEnd):
+                return
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+
+class EventController(Controller):
+    path = "/api"
+    tags = ["events"]
+    guards = [users_only]
+
+    @get("/events", summary="Live task and worker events (SSE), resumable from a cursor")
+    async def events(
+        self,
+        request: Request,
+        principal: Caller,
+        cursor: str | None = None,
+        group: list[str] | None = None,
+    ) -> Stream:
+        coordinator = _coordinator(request)
+        bus = coordinator.events
+        async with coordinator.sessions() as db:
+            groups = await streams.readable_groups(db, principal, group)
+        if cursor is None:
+            cursor = await bus.latest_cursor()
+        else:
+            await bus.read_events(cursor, limit=1)  # an unusable cursor is a 400 now
+
+        def keep(event: object) -> bool:
+            return groups is None or not groups.isdisjoint(event.groups)
+
+        return Stream(
+            _serve(bus.subscribe(cursor), keep),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+
+    @get("/tasks/{task_id:uuid}/logs", summary="A task's live log (SSE): backlog, live, end")
+    async def logs(
+        self,
+        request: Request,
+        principal: Caller,
+        task_id: PathUUID,
+        follow: bool = False,
+        cursor: str | None = None,
+    ) -> Stream:
+        coordinator = _coordinator(request)
+        bus = coordinator.events
+        async with coordinator.sessions() as db:
+            task = await streams.readable_task(db, principal, task_id)
+        key = str(task_id)
+        await bus.read_log(key, cursor, limit=1)  # an unusable cursor is a 400 now
+        if follow and not task.ended:
+            source, extra = bus.follow_log(key, cursor), []
+            # The end marker is published after the final commit; should it be lost (Redis
+            # down then), the task's state in the database still ends the stream.
+            extra.append(asyncio.create_task(_end_when_done(coordinator, key, task_id)))
+        else:
+            source, extra = _backlog(bus, key, cursor), []
+        return Stream(
+            _serve(source, lambda _: True, extra),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+
+
+async def _backlog(bus, key: str, cursor: str | None) -> AsyncIterator[LogLine | LogEnd]:
+    """Every kept line after ``cursor``, then an end marker (a synthetic one if none kept)."""
+    while True:
+        items = await bus.read_log(key, cursor)
+        for item in items:
+            yield item
+            if isinstance(item, LogEnd):
+                return
+        if not items:
+            yield LogEnd(task_id=key)
+            return
+        cursor = items[-1].cursor
+
+
+async def _end_when_done(coordinator: Coordinator, key: str, task_id) -> None:
+    """Close a followed log if the task ended but its end marker never came."""
+    while True:
+        await asyncio.sleep(STATE_CHECK)
+        async with coordinator.sessions() as db:
+            state = await streams.task_state(db, task_id)
+        if state is None or state in streams.TERMINAL:
+            await asyncio.sleep(STATE_CHECK)  # let a late marker (and lines) arrive first
+            await coordinator.events.end_log(key)
+            return
+
+
+class LogShippingController(Controller):
+    path = "/api/workers/{worker_id:uuid}/tasks/{task_id:uuid}"
+    tags = ["worker daemon"]
+    guards = [own_worker_only]
+
+    @post("/logs", status_code=HTTP_204_NO_CONTENT, summary="Ship live log lines of an attempt")
+    async def ship(
+        self,
+        request: Request,
+        db: DB,
+        worker_id: PathUUID,
+        task_id: PathUUID,
+        data: JSONBody[LogBatch],
+    ) -> None:
+        """Fenced like the other reports: only the worker holding this open attempt."""
+        await streams.ship_lines(db, _coordinator(request).events, worker_id, task_id, data)
+
+
+ROUTES = [EventController, LogShippingController]

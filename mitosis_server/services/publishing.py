@@ -1,0 +1,150 @@
+"""Publishing committed task and worker changes on the event bus (FEATURES E1, X5).
+
+Services call :func:`tasks_changed` / :func:`workers_changed` inside their transaction, right
+after the change. The current row is read there (one small query: state, phase, group, and
+for a worker every group with a grant, which is who may see the event), and the publish is
+queued as an ``after_commit`` callback of the session, so nothing is published for a change
+that rolls back, and nothing is seen before it is visible. A task that reached a terminal
+state also gets its live log closed (``end_log``).
+
+The bus is reached through the coordinator's :class:`Wakeups` (``wakeups.bus``), which every
+changing service already receives; with no bus attached (unit tests) these are no-ops.
+Publishing never fails a request: events are hints, polling is the backstop.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mitosis_sdk.schemas import TaskState
+from mitosis_sdk.schemas.events import Event, EventKind
+from mitosis_server.db.models import Group, Task, Worker, WorkerGrant
+
+log = logging.getLogger(__name__)
+
+TERMINAL = {TaskState.COMPLETED.value, TaskState.FAILED.value, TaskState.CANCELLED.value}
+
+
+def _bus(wakeups: Any) -> Any:
+    return getattr(wakeups, "bus", None)
+
+
+def publish_after_commit(db: AsyncSession, bus: Any, events: list[Event], ended: list[str]) -> None:
+    """Queue ``events`` (and closing the logs of ``ended`` tasks) for after the commit."""
+    if bus is None or not (events or ended):
+        return
+
+    async def _publish() -> None:
+        try:
+            await bus.publish(*events)
+            for task_id in ended:
+                await bus.end_log(task_id)
+        except Exception as exc:  # a hint lost; clients poll as a backstop
+            log.warning("events.publish_failed count=%d error=%s", len(events), exc)
+
+    db.info.setdefault("after_commit", []).append(_publish)
+
+
+def task_event(row: Any, kind: EventKind = EventKind.TASK_STATE) -> Event:
+    payload = {"state": row.state, "phase": row.phase, "attempt": row.attempt}
+    if row.exit_code is not None:
+        payload["exit_code"] = row.exit_code
+    if row.reason is not None:
+        payload["reason"] = row.reason
+    return Event(kind=kind, groups=[row.group], object_id=str(row.uuid), payload=payload)
+
+
+async def tasks_changed(
+    db: AsyncSession,
+    wakeups: Any,
+    task_uuids: Iterable[uuid.UUID],
+    kind: EventKind = EventKind.TASK_STATE,
+) -> None:
+    """Publish the current state of these tasks once the transaction commits."""
+    bus, wanted = _bus(wakeups), list(dict.fromkeys(task_uuids))
+    if bus is None or not wanted:
+        return
+    rows = (
+        await db.execute(
+            select(
+                Task.uuid,
+                Task.state,
+                Task.phase,
+                Task.attempt,
+                Task.exit_code,
+                Task.reason,
+                Group.name.label("group"),
+            )
+            .join(Group, Group.id == Task.group_id)
+            .where(Task.uuid.in_(wanted))
+        )
+    ).all()
+    order = {u: i for i, u in enumerate(wanted)}
+    rows = sorted(rows, key=lambda r: order[r.uuid])
+    ended = [str(r.uuid) for r in rows if r.state in TERMINAL and kind == EventKind.TASK_STATE]
+    publish_after_commit(db, bus, [task_event(r, kind) for r in rows], ended)
+
+
+async def workers_changed(
+    db: AsyncSession, wakeups: Any, worker_uuids: Iterable[uuid.UUID]
+) -> None:
+    """Publish the current state of these workers (seen by every group with a grant)."""
+    bus, wanted = _bus(wakeups), list(dict.fromkeys(worker_uuids))
+    if bus is None or not wanted:
+        return
+    workers = (
+        await db.execute(
+            select(Worker.id, Worker.uuid, Worker.state, Worker.drain).where(
+                Worker.uuid.in_(wanted)
+            )
+        )
+    ).all()
+    grants = (
+        await db.execute(
+            select(WorkerGrant.worker_id, Group.name)
+            .join(Group, Group.id == WorkerGrant.group_id)
+            .where(WorkerGrant.worker_id.in_([w.id for w in workers]))
+        )
+    ).all()
+    groups: dict[int, list[str]] = {}
+    for worker_id, name in grants:
+        groups.setdefault(worker_id, []).append(name)
+    events = [
+        Event(
+            kind=EventKind.WORKER_STATE,
+            groups=sorted(groups.get(w.id, [])),
+            object_id=str(w.uuid),
+            payload={"state": w.state, "drain": w.drain},
+        )
+        for w in workers
+    ]
+    publish_after_commit(db, bus, events, [])
+
+
+async def publish_claimed(bus: Any, worker_uuid: uuid.UUID, assignments: list) -> None:
+    """Tasks a fetch claimed (its own short transaction has already committed)."""
+    if bus is None or not assignments:
+        return
+    events = [
+        Event(
+            kind=EventKind.TASK_STATE,
+            groups=[a.group],
+            object_id=str(a.task),
+            payload={
+                "state": TaskState.RUNNING.value,
+                "attempt": a.attempt,
+                "worker": str(worker_uuid),
+            },
+        )
+        for a in assignments
+    ]
+    try:
+        await bus.publish(*events)
+    except Exception as exc:
+        log.warning("events.publish_failed count=%d error=%s", len(events), exc)

@@ -1,0 +1,318 @@
+"""Reading tasks: visibility, filters as SQL, stable pages, and rows as wire Structs (T5).
+
+Every read and every filtered write (cancel-many) goes through :func:`filter_conditions`, so
+"which tasks may this caller see or change" is decided in one place: with a group, the
+caller needs the role in it (404 for non-members, 403 for a role too low); without one, the
+scope is every group where the caller has that role (Mitosis admins: all groups).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import operator
+import uuid
+
+import msgspec
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from mitosis_sdk.schemas import (
+    AttemptInfo,
+    Dependency,
+    Resource,
+    Role,
+    SortOrder,
+    TaskFilter,
+    TaskInfo,
+    TaskPage,
+    TaskQuery,
+    TaskSort,
+    TaskState,
+    parse_comparison,
+)
+from mitosis_server.db.models import (
+    Group,
+    Membership,
+    Task,
+    TaskAttempt,
+    TaskLabel,
+    TaskTag,
+    User,
+    Worker,
+)
+from mitosis_server.errors import forbidden, invalid, not_found
+from mitosis_server.services.auth import Principal
+from mitosis_server.services.groups import require_role
+
+_OPERATORS = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def hidden_task(task_uuid: uuid.UUID) -> Exception:
+    # Non-members learn nothing about another group's task, not even that it exists.
+    return not_found(f"task {task_uuid} (or you cannot see it)")
+
+
+def roles_at_least(needed: Role) -> list[str]:
+    return [role.value for role in Role if role.allows(needed)]
+
+
+async def group_role(db: AsyncSession, principal: Principal, group_id: int) -> Role | None:
+    if principal.is_admin:
+        return Role.ADMIN
+    role = await db.scalar(
+        select(Membership.role).where(
+            Membership.group_id == group_id, Membership.user_id == principal.user_id
+        )
+    )
+    return Role(role) if role else None
+
+
+async def require_task_role(
+    db: AsyncSession, principal: Principal, task_uuid: uuid.UUID, group_id: int, needed: Role
+) -> None:
+    """404 when the caller cannot see the task's group, 403 when the role is too low."""
+    role = await group_role(db, principal, group_id)
+    if role is None:
+        raise hidden_task(task_uuid)
+    if not role.allows(needed):
+        raise forbidden(f"you have role {role} in this task's group; this needs {needed}")
+
+
+def _comparison(column, text: str, field: str) -> ColumnElement[bool]:
+    try:
+        op, number = parse_comparison(text)
+    except ValueError as exc:
+        raise invalid(field, str(exc)) from None
+    return _OPERATORS[op](column, number)
+
+
+def _contains_all(task_id, value_column, values: list[str]) -> list[ColumnElement[bool]]:
+    # ``id IN (ids having the value)``: the (value, task_id) index drives the lookup, so a rare
+    # label is found without walking every task in scope.
+    return [Task.id.in_(select(task_id).where(value_column == value)) for value in values]
+
+
+async def filter_conditions(
+    db: AsyncSession, principal: Principal, f: TaskFilter, needed: Role
+) -> list[ColumnElement[bool]]:
+    """SQL conditions over ``tasks`` for a filter, scoped to groups where the caller has
+    ``needed`` (404/403 for a named group the caller cannot use)."""
+    conditions: list[ColumnElement[bool]] = []
+    if f.group is not None:
+        group, _ = await require_role(db, principal, f.group, needed)
+        conditions.append(Task.group_id == group.id)
+    elif not principal.is_admin:
+        conditions.append(
+            Task.group_id.in_(
+                select(Membership.group_id).where(
+                    Membership.user_id == principal.user_id,
+                    Membership.role.in_(roles_at_least(needed)),
+                )
+            )
+        )
+    if f.creators:
+        conditions.append(Task.creator_id.in_(select(User.id).where(User.name.in_(f.creators))))
+    if f.states:
+        conditions.append(Task.state.in_([s.value for s in f.states]))
+    conditions += _contains_all(TaskTag.task_id, TaskTag.tag, f.tags)
+    conditions += _contains_all(TaskLabel.task_id, TaskLabel.label, f.labels)
+    if f.exit_code is not None:
+        conditions.append(_comparison(Task.exit_code, f.exit_code, "exit_code"))
+    if f.priority is not None:
+        conditions.append(_comparison(Task.priority, f.priority, "priority"))
+    if f.worker is not None:
+        conditions.append(
+            Task.worker_id == select(Worker.id).where(Worker.uuid == f.worker).scalar_subquery()
+        )
+    for column, bound, op in (
+        (Task.created_at, f.created_after, operator.ge),
+        (Task.created_at, f.created_before, operator.lt),
+        (Task.finished_at, f.finished_after, operator.ge),
+        (Task.finished_at, f.finished_before, operator.lt),
+    ):
+        if bound is not None:
+            if bound.tzinfo is None:
+                raise invalid("time window", "give times with a timezone, e.g. ...Z or +02:00")
+            conditions.append(op(column, bound))
+    if f.text is not None:
+        escaped = f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(Task.command_line.ilike(f"%{escaped}%", escape="\\"))
+    if f.uuids:
+        conditions.append(Task.uuid.in_(f.uuids))
+    return conditions
+
+
+# --- rows as TaskInfo ---------------------------------------------------------------------
+
+_creator = aliased(User)
+_canceller = aliased(User)
+_upstream = aliased(Task)
+_rerun_of = aliased(Task)
+
+
+def info_select() -> Select:
+    """Tasks with what their TaskInfo needs besides the row; join onto it and filter."""
+    held = exists().where(TaskAttempt.task_id == Task.id, TaskAttempt.ended_at.is_(None))
+    return (
+        select(
+            Task,
+            Group.name.label("group_name"),
+            _creator.name.label("creator_name"),
+            Worker.uuid.label("worker_uuid"),
+            _canceller.name.label("cancelled_by"),
+            held.label("held"),
+            select(_upstream.uuid)
+            .where(_upstream.id == Task.upstream_id)
+            .scalar_subquery()
+            .label("upstream_uuid"),
+            select(_rerun_of.uuid)
+            .where(_rerun_of.id == Task.rerun_of_id)
+            .scalar_subquery()
+            .label("rerun_of_uuid"),
+        )
+        .join(Group, Group.id == Task.group_id)
+        .join(_creator, _creator.id == Task.creator_id)
+        .outerjoin(Worker, Worker.id == Task.worker_id)
+        .outerjoin(_canceller, _canceller.id == Task.cancelled_by_id)
+    )
+
+
+def task_info(row, *, verbose: bool, attempts: list[AttemptInfo] | None = None) -> TaskInfo:
+    task: Task = row.Task
+    spec = task.spec or {}
+    return TaskInfo(
+        uuid=task.uuid,
+        group=row.group_name,
+        seq=task.seq,
+        creator=row.creator_name,
+        state=TaskState(task.state),
+        command=task.command,
+        tags=task.tags,
+        labels=task.labels,
+        priority=task.priority,
+        timeout=task.timeout,
+        terminal_output=spec.get("terminal_output", False),
+        created_at=task.created_at,
+        attempt=task.attempt,
+        max_attempts=task.max_attempts,
+        retries=task.retries,
+        phase=task.phase,
+        reason=task.reason,
+        message=task.message,
+        worker=row.worker_uuid,
+        exit_code=task.exit_code,
+        signal=task.signal,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        cancelled_by=row.cancelled_by,
+        cancel_pending=bool(row.held) and task.state == TaskState.CANCELLED,
+        resources=msgspec.convert(spec.get("resources", []), list[Resource]),
+        depends_on=msgspec.convert(spec.get("depends_on", []), list[Dependency]),
+        array_id=task.array_id,
+        array_index=task.array_index,
+        upstream=row.upstream_uuid,
+        rerun_of=row.rerun_of_uuid,
+        env=spec.get("env", {}) if verbose else None,
+        attempts=attempts,
+    )
+
+
+async def attempt_history(db: AsyncSession, task_id: int) -> list[AttemptInfo]:
+    rows = await db.execute(
+        select(TaskAttempt, Worker.uuid)
+        .outerjoin(Worker, Worker.id == TaskAttempt.worker_id)
+        .where(TaskAttempt.task_id == task_id)
+        .order_by(TaskAttempt.attempt)
+    )
+    return [
+        AttemptInfo(
+            attempt=a.attempt,
+            worker=worker,
+            state=a.outcome,
+            started_at=a.started_at,
+            ended_at=a.ended_at,
+            phase=a.phase,
+            exit_code=a.exit_code,
+            signal=a.signal,
+            reason=a.reason,
+            message=a.message,
+        )
+        for a, worker in rows
+    ]
+
+
+async def get_task(db: AsyncSession, principal: Principal, task_uuid: uuid.UUID) -> TaskInfo:
+    """One task with its environment and attempt history (needs ``read``)."""
+    row = (await db.execute(info_select().where(Task.uuid == task_uuid))).one_or_none()
+    if row is None:
+        raise hidden_task(task_uuid)
+    await require_task_role(db, principal, task_uuid, row.Task.group_id, Role.READ)
+    return task_info(row, verbose=True, attempts=await attempt_history(db, row.Task.id))
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+def _encode_cursor(query: TaskQuery, task: Task) -> str:
+    key = task.priority if query.sort == TaskSort.PRIORITY else None
+    raw = json.dumps([query.sort.value, query.order.value, key, task.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor_condition(query: TaskQuery) -> ColumnElement[bool]:
+    try:
+        padded = query.cursor + "=" * (-len(query.cursor) % 4)
+        sort, order, key, last_id = json.loads(base64.urlsafe_b64decode(padded))
+        valid = (
+            sort == query.sort
+            and order == query.order
+            and isinstance(last_id, int)
+            and (isinstance(key, int) if sort == TaskSort.PRIORITY else key is None)
+        )
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        valid = False
+    if not valid:
+        raise invalid("cursor", "not a cursor of a query with this sort and order")
+    after = operator.gt if query.order == SortOrder.ASC else operator.lt
+    if query.sort == TaskSort.PRIORITY:
+        return or_(after(Task.priority, key), and_(Task.priority == key, after(Task.id, last_id)))
+    return after(Task.id, last_id)
+
+
+async def query_tasks(db: AsyncSession, principal: Principal, query: TaskQuery) -> TaskPage:
+    """A page of tasks the caller may read, newest first by default, with the total count.
+
+    Pages follow ``(sort key, id)``, so the cursor stays valid while tasks are submitted.
+    """
+    conditions = await filter_conditions(db, principal, query, Role.READ)
+    total = await db.scalar(select(func.count()).select_from(Task).where(*conditions))
+    page = conditions + ([_cursor_condition(query)] if query.cursor else [])
+    descending = query.order == SortOrder.DESC
+    order = [Task.priority] if query.sort == TaskSort.PRIORITY else []
+    order.append(Task.id)
+    rows = (
+        await db.execute(
+            info_select()
+            .where(*page)
+            .order_by(*(c.desc() if descending else c.asc() for c in order))
+            .offset(query.offset)
+            .limit(query.limit + 1)
+        )
+    ).all()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return TaskPage(
+        tasks=[task_info(r, verbose=query.verbose) for r in rows],
+        total=total,
+        next_cursor=_encode_cursor(query, rows[-1].Task) if more else None,
+    )

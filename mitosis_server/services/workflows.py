@@ -1,0 +1,251 @@
+"""Dependencies between tasks (FEATURES T6), evaluated on the coordinator from committed state.
+
+A ``pending`` task waits for every row of ``task_dependencies`` naming it. A condition is
+*met* or *never met* as a function of the upstream's state and phase only:
+
+=============  ===============================================  ==========================
+condition      met when the upstream                             never met when it
+=============  ===============================================  ==========================
+``after``      reached phase ``spawned`` (or ended in any way)    —
+``afterok``    completed                                          failed or was cancelled
+``afternotok`` failed or was cancelled                            completed
+``afterany``   ended (completed, failed, cancelled)               —
+=============  ===============================================  ==========================
+
+:func:`settle` runs in the transaction that moved an upstream (report, phase, cancel,
+liveness, submit): it fails the dependents that can never run (reason
+``dependency_never_satisfied``, naming the dependency), then releases those whose
+dependencies are all met. Both are set-based UPDATEs over the dependents of the tasks that
+moved, so one upstream with 10,000 dependents costs a handful of statements. A failure is a
+transition too, so it repeats for the failed tasks' dependents (bounded by ``MAX_DEPTH``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from mitosis_sdk.schemas import (
+    DependencyCondition,
+    Role,
+    TaskReason,
+    TaskSpec,
+    TaskState,
+)
+from mitosis_server.db.models import Group, Task, TaskDependency
+from mitosis_server.errors import DomainError, invalid
+from mitosis_server.services.auth import Principal
+from mitosis_server.services.task_queries import group_role, roles_at_least
+
+MAX_DEPTH = 1000  # chains longer than this settle on the next transition instead
+CHUNK = 5000  # ids per IN list (SQLite's bound-parameter limit)
+ENDED = [s.value for s in (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)]
+NOT_OK = [TaskState.FAILED.value, TaskState.CANCELLED.value]
+STARTED_PHASES = ["spawned", "exited", "uploading", "committed"]
+
+_up = aliased(Task, name="upstream")
+
+
+def met(condition, upstream=_up):
+    """The SQL condition "this dependency row is met" for the upstream row ``upstream``."""
+    return or_(
+        and_(
+            condition == DependencyCondition.AFTER.value,
+            or_(upstream.state.in_(ENDED), func.coalesce(upstream.phase, "").in_(STARTED_PHASES)),
+        ),
+        and_(condition == DependencyCondition.AFTEROK.value, upstream.state == "completed"),
+        and_(condition == DependencyCondition.AFTERNOTOK.value, upstream.state.in_(NOT_OK)),
+        and_(condition == DependencyCondition.AFTERANY.value, upstream.state.in_(ENDED)),
+    )
+
+
+def never_met(condition, upstream=_up):
+    return or_(
+        and_(condition == DependencyCondition.AFTEROK.value, upstream.state.in_(NOT_OK)),
+        and_(condition == DependencyCondition.AFTERNOTOK.value, upstream.state == "completed"),
+    )
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+async def check_dependencies(
+    db: AsyncSession, principal: Principal, specs: list[TaskSpec]
+) -> dict[uuid.UUID, int | DomainError]:
+    """Map every upstream UUID named by ``specs`` to its task id, or to the error that
+    refuses it (missing, or in a group the caller cannot read: both look the same)."""
+    wanted = {d.task for spec in specs for d in spec.depends_on}
+    if not wanted:
+        return {}
+    rows = {
+        r.uuid: r
+        for r in await db.execute(
+            select(Task.id, Task.uuid, Task.group_id).where(Task.uuid.in_(wanted))
+        )
+    }
+    readable: dict[int, bool] = {}
+    found: dict[uuid.UUID, int | DomainError] = {}
+    for task_uuid in wanted:
+        row = rows.get(task_uuid)
+        if row is not None and row.group_id not in readable:
+            role = await group_role(db, principal, row.group_id)
+            readable[row.group_id] = role is not None and role.value in roles_at_least(Role.READ)
+        if row is None or not readable[row.group_id]:
+            found[task_uuid] = invalid(
+                "depends_on", f"task {task_uuid} does not exist or you cannot read it"
+            )
+        else:
+            found[task_uuid] = row.id
+    return found
+
+
+def dependency_error(spec: TaskSpec, found: dict[uuid.UUID, int | DomainError]):
+    for dependency in spec.depends_on:
+        target = found.get(dependency.task)
+        if isinstance(target, DomainError):
+            return target
+    return None
+
+
+async def add_dependencies(
+    db: AsyncSession, rows: list[tuple[int, TaskSpec]], found: dict[uuid.UUID, int | DomainError]
+) -> None:
+    """Insert the dependency rows of new (pending) tasks. New tasks can only name tasks that
+    already exist, so no cycle can form (dependencies are never edited afterwards)."""
+    values = [
+        {"task_id": task_id, "upstream_id": found[d.task], "condition": d.condition.value}
+        for task_id, spec in rows
+        for d in spec.depends_on
+    ]
+    if values:
+        await db.execute(insert(TaskDependency), values)
+
+
+def _message_for(upstream_uuid, condition: str, upstream_state: str) -> str:
+    return f"dependency {upstream_uuid} ({condition}) can never be met: it {upstream_state}"
+
+
+async def _fail_never_met(db: AsyncSession, candidates, now: datetime) -> list[tuple[int, int]]:
+    """Fail pending candidates with a dependency that can never be met; (id, group id)."""
+    blocked = (
+        await db.execute(
+            select(Task.id, _up.uuid, TaskDependency.condition, _up.state)
+            .join(TaskDependency, TaskDependency.task_id == Task.id)
+            .join(_up, _up.id == TaskDependency.upstream_id)
+            .where(candidates, Task.state == "pending", never_met(TaskDependency.condition))
+        )
+    ).all()
+    if not blocked:
+        return []
+    by_message: dict[str, list[int]] = {}
+    seen: set[int] = set()
+    for task_id, up_uuid, condition, up_state in blocked:
+        if task_id not in seen:
+            seen.add(task_id)
+            by_message.setdefault(_message_for(up_uuid, condition, up_state), []).append(task_id)
+    failed: list[tuple[int, int]] = []
+    for message, ids in by_message.items():
+        for chunk in _chunks(ids):
+            failed += (
+                await db.execute(
+                    update(Task)
+                    .execution_options(synchronize_session=False)
+                    .where(Task.id.in_(chunk), Task.state == "pending")
+                    .values(
+                        state=TaskState.FAILED.value,
+                        reason=TaskReason.DEPENDENCY_NEVER_SATISFIED.value,
+                        message=message,
+                        finished_at=now,
+                    )
+                    .returning(Task.id, Task.group_id)
+                )
+            ).all()
+    return [tuple(r) for r in failed]
+
+
+async def _release_met(db: AsyncSession, candidates) -> list[tuple[int, int]]:
+    """Pending candidates whose dependencies are all met become ready; (id, group id)."""
+    unmet = exists().where(
+        TaskDependency.task_id == Task.id,
+        _up.id == TaskDependency.upstream_id,
+        ~met(TaskDependency.condition),
+    )
+    rows = await db.execute(
+        update(Task)
+        .execution_options(synchronize_session=False)
+        .where(candidates, Task.state == "pending", ~unmet)
+        .values(state=TaskState.READY.value)
+        .returning(Task.id, Task.group_id)
+    )
+    return [tuple(r) for r in rows]
+
+
+def dependents_of(upstream_ids: list[int]):
+    return Task.id.in_(
+        select(TaskDependency.task_id).where(TaskDependency.upstream_id.in_(upstream_ids))
+    )
+
+
+async def settle(
+    db: AsyncSession,
+    now: datetime,
+    *,
+    upstream_ids: Iterable[int] = (),
+    task_ids: Iterable[int] = (),
+) -> tuple[set[int], list[int]]:
+    """Re-evaluate the pending dependents of ``upstream_ids`` (tasks that just moved) and the
+    pending tasks ``task_ids`` themselves (just submitted). Returns (ids of groups that got
+    ready tasks — wake their workers after commit, ids of every task that changed)."""
+    ready_groups: set[int] = set()
+    changed: list[int] = []
+    scopes = []
+    if task_ids := list(task_ids):
+        scopes.append(Task.id.in_(task_ids))
+    upstream_ids = list(upstream_ids)
+    for _ in range(MAX_DEPTH):
+        if upstream_ids:
+            scopes.append(dependents_of(upstream_ids))
+        if not scopes:
+            break
+        failed_ids: list[int] = []
+        for scope in scopes:
+            failed = await _fail_never_met(db, scope, now)
+            failed_ids += [task_id for task_id, _ in failed]
+            released = await _release_met(db, scope)
+            ready_groups.update(group_id for _, group_id in released)
+            changed += [task_id for task_id, _ in released]
+        changed += failed_ids
+        scopes, upstream_ids = [], failed_ids
+    return ready_groups, changed
+
+
+async def group_names(db: AsyncSession, ids: Iterable[int]) -> list[str]:
+    ids = set(ids)
+    if not ids:
+        return []
+    return list(await db.scalars(select(Group.name).where(Group.id.in_(ids))))
+
+
+async def settle_moved(
+    db: AsyncSession, task_uuid: uuid.UUID, now: datetime
+) -> tuple[list[str], list[uuid.UUID]]:
+    """Settle the dependents of one task that moved: (groups to wake, tasks that changed)."""
+    task_id = await db.scalar(select(Task.id).where(Task.uuid == task_uuid))
+    if task_id is None:
+        return [], []
+    groups, changed = await settle(db, now, upstream_ids=[task_id])
+    return await group_names(db, groups), await uuids_of(db, changed)
+
+
+async def uuids_of(db: AsyncSession, ids: list[int]) -> list[uuid.UUID]:
+    found: list[uuid.UUID] = []
+    for chunk in _chunks(ids):
+        found += list(await db.scalars(select(Task.uuid).where(Task.id.in_(chunk))))
+    return found

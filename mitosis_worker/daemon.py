@@ -1,0 +1,315 @@
+"""The worker daemon: register, heartbeat, long-poll for tasks, run them, report, leave.
+
+It runs one TaskGroup of named loops, each small and free of HTTP details:
+
+* ``heartbeat`` tells the coordinator every ``heartbeat_interval`` what runs here and applies
+  the orders in the reply: kill these attempts, drain, shut down, here is a renewed token;
+* ``fetch`` long-polls for as many tasks as there are free slots (the coordinator parks the
+  request until a task matches) and starts an attempt for each;
+* ``phases`` sends phase reports in the background, coalesced; results are delivered by each
+  attempt itself, retried until the coordinator takes them (see ``reports``).
+
+Stopping is an Event, set by SIGTERM/SIGINT, by ``lifetime`` or by a shutdown order: fetching
+stops at once, running attempts get ``shutdown_grace`` to finish and are then killed and
+reported ``worker_stopped`` (the coordinator requeues them); a second SIGINT kills at once.
+Network errors never end the daemon: every loop backs off with jitter and tries again, so a
+coordinator restart costs at most a few seconds and no result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from mitosis_sdk import __version__, errors
+from mitosis_sdk.client import AsyncClient
+from mitosis_sdk.schemas.workers import (
+    Assignment,
+    AttemptRef,
+    HostFacts,
+    PhaseReport,
+    ReportAck,
+    ResultReport,
+    ShutdownMode,
+    WorkerCommands,
+)
+from mitosis_worker import manager
+from mitosis_worker.backoff import Backoff
+from mitosis_worker.config import WorkerSettings, split_list
+from mitosis_worker.executor import Attempt
+from mitosis_worker.outputs import AttemptLink
+from mitosis_worker.reports import Reporter
+from mitosis_worker.runner import RunnerConfig, attempt_for, run_assignment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    assignment: Assignment
+    attempt: Attempt
+    task: asyncio.Task | None = None
+    stopped_by_worker: bool = False
+
+
+def host_facts() -> HostFacts:
+    gpus = len([d for d in os.listdir("/dev") if d[:6] == "nvidia" and d[6:].isdigit()])
+    return HostFacts(
+        hostname=platform.node()[:255] or None,
+        cores=os.cpu_count(),
+        memory=psutil.virtual_memory().total,
+        os=f"{platform.system()} {platform.release()}"[:255],
+        arch=platform.machine()[:64] or None,
+        gpus=gpus,
+    )
+
+
+def registration(settings: WorkerSettings) -> dict:
+    """What the worker tells the coordinator about itself (W1, W7)."""
+    return {
+        "tags": split_list(settings.tags),
+        "labels": split_list(settings.labels),
+        "grants": settings.grants(),
+        "slots": settings.slots,
+        "facts": host_facts(),
+        "version": __version__,
+    }
+
+
+@dataclass
+class WorkerDaemon:
+    settings: WorkerSettings
+    client: AsyncClient
+    worker_id: uuid.UUID | None = None
+    running: dict[tuple[uuid.UUID, int], Running] = field(default_factory=dict)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    draining: bool = False
+    exit_code: int = 0
+
+    def __post_init__(self) -> None:
+        self.reporter = Reporter(self._send_phase, self._send_result)
+        self.runner = RunnerConfig(work_dir=Path(self.settings.work_dir), grace=self.settings.grace)
+        self._slot_freed = asyncio.Event()
+        self._kill_now = False
+        self._exit_when_idle = False
+
+    # ---- life -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Register, serve until stopped, drain, unregister; the process exit status."""
+        registered = await self.client.register_worker(**registration(self.settings))
+        self.worker_id = registered.worker.uuid
+        self.client.token = registered.token
+        log.info("worker.registered uuid=%s slots=%s", self.worker_id, self.settings.slots)
+        self._write_status("online")
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._heartbeat_loop(), name="heartbeat")
+            group.create_task(self.reporter.run_phases(self.stop), name="phases")
+            group.create_task(self._fetch_loop(group), name="fetch")
+            if self.settings.lifetime:
+                group.create_task(self._expire(started), name="lifetime")
+            await self.stop.wait()
+            await self._finish_running()
+        await self._unregister()
+        return self.exit_code
+
+    async def _send_phase(self, task: uuid.UUID, report: PhaseReport) -> None:
+        await self.client.report_phase(self.worker_id, task, report.attempt, report.phase)
+
+    async def _send_result(self, task: uuid.UUID, report: ResultReport) -> ReportAck:
+        return await self.client.report_result(
+            self.worker_id,
+            task,
+            report.attempt,
+            exit_code=report.exit_code,
+            signal=report.signal,
+            reason=report.reason,
+            message=report.message,
+        )
+
+    def request_stop(self, *, immediately: bool = False) -> None:
+        """Graceful stop (SIGTERM, first SIGINT); ``immediately`` kills running tasks now."""
+        if self.stop.is_set() or immediately:
+            self._kill_now = True
+            for running in self.running.values():
+                running.stopped_by_worker = True
+                running.attempt.cancel()
+        self.stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+
+    async def _expire(self, started: float) -> None:
+        remaining = self.settings.lifetime - (time.monotonic() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=max(0.0, remaining))
+        if not self.stop.is_set():
+            log.info("worker.lifetime_reached")
+            self.request_stop()
+
+    async def _finish_running(self) -> None:
+        """Give running attempts ``shutdown_grace``, then kill them (they are requeued)."""
+        tasks = [r.task for r in self.running.values() if r.task is not None]
+        if not tasks:
+            return
+        log.info("worker.draining running=%d grace=%ss", len(tasks), self.settings.shutdown_grace)
+        self._write_status("stopping")
+        if not self._kill_now:
+            await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+        for running in list(self.running.values()):
+            running.stopped_by_worker = True
+            running.attempt.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _unregister(self) -> None:
+        with contextlib.suppress(errors.MitosisError):
+            await asyncio.wait_for(self.client.unregister_worker(self.worker_id), timeout=10)
+        self._write_status("stopped")
+        log.info("worker.stopped uuid=%s", self.worker_id)
+
+    # ---- loops ------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        backoff = Backoff(initial=1.0, maximum=self.settings.heartbeat_interval)
+        while not self.stop.is_set():
+            delay = self.settings.heartbeat_interval
+            try:
+                refs = [AttemptRef(task=t, attempt=a) for (t, a) in self.running]
+                commands = await self.client.heartbeat(self.worker_id, refs)
+                self.apply(commands)
+                backoff.reset()
+            except errors.Unauthorized as exc:
+                log.error("worker.token_refused: %s; stopping", exc.message)
+                self.exit_code = 3
+                self.request_stop()
+            except errors.MitosisError as exc:
+                delay = backoff.delay()
+                log.warning("heartbeat.failed retry_in=%.1fs: %s", delay, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=delay)
+
+    async def _fetch_loop(self, group: asyncio.TaskGroup) -> None:
+        backoff = Backoff(initial=0.5, maximum=30.0)
+        while not self.stop.is_set():
+            free = self.settings.slots - len(self.running)
+            if self.draining or free <= 0:
+                await self._wait_for_slot()
+                continue
+            try:
+                reply = await self.client.fetch_tasks(
+                    self.worker_id, wait=self.settings.poll_wait, max_tasks=free
+                )
+            except errors.Unauthorized as exc:
+                log.error("worker.token_refused: %s; stopping", exc.message)
+                self.exit_code = 3
+                self.request_stop()
+                return
+            except errors.MitosisError as exc:
+                delay = backoff.delay()
+                log.warning("fetch.failed retry_in=%.1fs: %s", delay, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), timeout=delay)
+                continue
+            backoff.reset()
+            for assignment in reply.tasks:
+                self._start(group, assignment)
+            self.apply(reply.commands)
+
+    async def _wait_for_slot(self) -> None:
+        self._slot_freed.clear()
+        waits = [
+            asyncio.ensure_future(self._slot_freed.wait()),
+            asyncio.ensure_future(self.stop.wait()),
+        ]
+        await asyncio.wait(
+            waits, timeout=self.settings.heartbeat_interval, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiting in waits:
+            waiting.cancel()
+
+    # ---- attempts ---------------------------------------------------------------------
+
+    def _start(self, group: asyncio.TaskGroup, assignment: Assignment) -> None:
+        key = (assignment.task, assignment.attempt)
+        running = Running(assignment, attempt_for(assignment, self.runner, self.reporter))
+        self.running[key] = running
+        running.task = group.create_task(self._run(running), name=f"task-{assignment.task}")
+        log.info("attempt.started task=%s attempt=%s", assignment.task, assignment.attempt)
+
+    async def _run(self, running: Running) -> None:
+        assignment = running.assignment
+        key = (assignment.task, assignment.attempt)
+        try:
+            self._write_status("online")
+            link = AttemptLink(self.client, self.worker_id, assignment.task, assignment.attempt)
+            report = await run_assignment(
+                assignment,
+                running.attempt,
+                self.reporter,
+                link,
+                stopped_by_worker=lambda: running.stopped_by_worker,
+            )
+            await self.reporter.result(assignment.task, report)
+        except Exception:
+            # The daemon must outlive any one task; the coordinator's liveness check
+            # requeues an attempt whose result never arrives.
+            log.exception("attempt.crashed task=%s attempt=%s", *key)
+        finally:
+            self.running.pop(key, None)
+            self._slot_freed.set()
+            self._stop_if_idle()
+            self._write_status("draining" if self.draining else "online")
+
+    def apply(self, commands: WorkerCommands) -> None:
+        """Carry out the coordinator's orders from a heartbeat or fetch reply."""
+        if commands.token:
+            self.client.token = commands.token
+        for ref in commands.cancel:
+            running = self.running.get((ref.task, ref.attempt))
+            if running is not None:
+                log.info("attempt.cancel task=%s attempt=%s", ref.task, ref.attempt)
+                running.attempt.cancel()
+        if commands.drain != self.draining:
+            self.draining = commands.drain
+            log.info("worker.%s", "draining" if self.draining else "resumed")
+            self._slot_freed.set()
+        if commands.shutdown == ShutdownMode.FORCE:
+            log.info("worker.shutdown mode=force")
+            self.request_stop(immediately=True)
+        elif commands.shutdown == ShutdownMode.GRACEFUL and not self._exit_when_idle:
+            log.info("worker.shutdown mode=graceful (drain, then exit)")
+            self.draining = self._exit_when_idle = True
+            self._stop_if_idle()
+
+    def _stop_if_idle(self) -> None:
+        if self._exit_when_idle and not self.running:
+            self.stop.set()
+
+    def _write_status(self, state: str) -> None:
+        if not self.settings.status_file:
+            return
+        tasks = [
+            (str(r.assignment.task), r.assignment.attempt, r.attempt.pid)
+            for r in self.running.values()
+            if r.attempt.pid is not None
+        ]
+        with contextlib.suppress(OSError):
+            manager.write_status(
+                Path(self.settings.status_file),
+                worker_uuid=str(self.worker_id) if self.worker_id else None,
+                state=state,
+                tasks=tasks,
+            )

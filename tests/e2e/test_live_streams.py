@@ -1,0 +1,408 @@
+"""Live events and logs across two real coordinators on one PostgreSQL and one Redis (issue 7).
+
+Two ``mitosis-server`` processes share a fresh database, a Redis key prefix of their own and
+one signing key pair, so a token issued by A works on B. Workers are SDK clients holding a
+worker token (no processes run), which keeps the 100,000-line proof fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import subprocess
+import time
+import uuid
+
+import httpx
+import pytest
+import redis
+
+from mitosis_sdk.auth import CredentialCache
+from mitosis_sdk.client import AsyncClient
+from mitosis_sdk.errors import BadRequest, NotFound, Unauthorized
+from mitosis_sdk.schemas import TaskSpec
+from mitosis_tui.commands.runner import run_batch
+from mitosis_tui.config import ClientSettings
+from tests.conftest import _pg_execute, free_port
+from tests.e2e.processes import Server, stop_process
+
+pytestmark = pytest.mark.slow
+
+REDIS = "redis://127.0.0.1:6379/0"
+LOG_HISTORY = 120_000
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Coordinators A and B over one fresh PostgreSQL database and one Redis prefix."""
+    tmp = tmp_path_factory.mktemp("pair")
+    database = f"mito_e2e_{uuid.uuid4().hex[:12]}"
+    prefix = f"mito-test-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{database}"'))
+    shared = (
+        "--db",
+        f"postgres://postgres@127.0.0.1:5432/{database}",
+        "--redis",
+        REDIS,
+        "--redis-prefix",
+        prefix,
+        "--log-history",
+        str(LOG_HISTORY),
+        "--jwt-private-key",
+        str(tmp / "keys" / "jwt.pem"),
+        "--jwt-public-key",
+        str(tmp / "keys" / "jwt.pub.pem"),
+    )
+    servers = [
+        Server(tmp / f"data-{name}", free_port(), tmp / f"{name}.log", *shared) for name in "ab"
+    ]
+    try:
+        for server in servers:  # A first: it migrates and writes the key pair B reuses
+            server.start()
+        yield servers[0], servers[1], prefix
+    finally:
+        for server in servers:
+            if server.process is not None:
+                stop_process(server.process, signal.SIGTERM)
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()
+
+
+async def user(server: Server, name: str | None = None) -> AsyncClient:
+    """A new user (with a personal group of the same name), logged in on ``server``."""
+    name = name or f"u{uuid.uuid4().hex[:10]}"
+    async with AsyncClient(server.url) as admin:
+        await admin.login("mitosis_admin", "mitosis_admin")
+        await admin.create_user(name, "pw-pw-pw-pw")
+    client = AsyncClient(server.url)
+    await client.login(name, "pw-pw-pw-pw")
+    client.name = name
+    return client
+
+
+async def worker_of(owner: AsyncClient, server: Server) -> tuple[str, AsyncClient]:
+    """A worker registered by ``owner`` (granted its personal group), talking to ``server``."""
+    registered = await owner.register_worker(version="test")
+    return str(registered.worker.uuid), AsyncClient(server.url, registered.token)
+
+
+def on(client: AsyncClient, server: Server) -> AsyncClient:
+    """The same session, talking to another coordinator."""
+    other = AsyncClient(server.url, client.token)
+    other.name = getattr(client, "name", None)
+    return other
+
+
+async def first_event(stream, predicate, timeout: float = 10.0):
+    async with asyncio.timeout(timeout):
+        async for event in stream:
+            if predicate(event):
+                return event
+    return None
+
+
+async def test_submit_on_a_wakes_a_fetch_parked_on_b(pair):
+    """A worker long-polling on B claims a task submitted on A long before its poll ends."""
+    a, b, _ = pair
+    alice = await user(a)
+    worker, client = await worker_of(alice, b)
+    async with alice, client:
+        fetch = asyncio.create_task(client.fetch_tasks(worker, wait=20.0))
+        await asyncio.sleep(0.5)  # parked on B
+        started = time.monotonic()
+        submitted = await alice.submit_task(TaskSpec(command=["true"]))
+        async with asyncio.timeout(10):
+            reply = await fetch
+        assert [t.task for t in reply.tasks] == [submitted.uuid]
+        assert time.monotonic() - started < 5.0  # woken, not the 20 s poll nor a recheck
+
+
+async def test_client_on_b_sees_a_task_submitted_on_a_run_and_finish(pair):
+    """The event stream on B carries ready, running and completed of a task from A."""
+    a, b, _ = pair
+    alice = await user(a)
+    worker, client = await worker_of(alice, a)
+    watcher = on(alice, b)
+    async with alice, client, watcher:
+        seen: list = []
+
+        async def watch():
+            async for event in watcher.events():
+                seen.append(event)
+                if event.payload.get("state") == "completed":
+                    return
+
+        watching = asyncio.create_task(watch())
+        await asyncio.sleep(0.5)
+        submitted = await alice.submit_task(TaskSpec(command=["true"]))
+        reply = await client.fetch_tasks(worker, wait=5.0)
+        (task,) = reply.tasks
+        await client.report_result(worker, task.task, task.attempt, exit_code=0)
+        async with asyncio.timeout(10):
+            await watching
+        states = [e.payload["state"] for e in seen if e.object_id == str(submitted.uuid)]
+        assert states == ["ready", "running", "completed"]
+        done = await watcher.wait_tasks([submitted.uuid])
+        assert done[0].state == "completed"
+
+
+async def test_logout_on_a_is_refused_on_b_within_a_second(pair):
+    """A revoked session stops working on the other coordinator within one second."""
+    a, b, _ = pair
+    alice = await user(a)
+    elsewhere = on(alice, b)
+    async with alice, elsewhere:
+        await elsewhere.whoami()  # cached on B now
+        await alice.logout()
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:
+            try:
+                await elsewhere.whoami()
+            except Unauthorized:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("B still accepts a token logged out on A after 1 s")
+
+
+async def test_members_of_one_group_never_see_another_groups_events_or_logs(pair):
+    """Bob's stream stays silent while Alice's tasks change; her task's log is a 404 to him."""
+    a, b, _ = pair
+    alice, bob = await user(a), await user(b)
+    async with alice, bob:
+        seen = []
+
+        async def watch():
+            async for event in bob.events():
+                seen.append(event)
+
+        watching = asyncio.create_task(watch())
+        await asyncio.sleep(0.5)
+        hers = await alice.submit_task(TaskSpec(command=["true"]))
+        await alice.cancel_task(hers.uuid)
+        his = await bob.submit_task(TaskSpec(command=["true"]))
+        async with asyncio.timeout(10):
+            while not any(e.object_id == str(his.uuid) for e in seen):
+                await asyncio.sleep(0.05)
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        assert all(bob.name in e.groups for e in seen)
+        assert not any(e.object_id == str(hers.uuid) for e in seen)
+        with pytest.raises(NotFound):
+            async for _ in bob.follow_logs(hers.uuid, follow=False):
+                pass
+        with pytest.raises(NotFound):
+            async for _ in bob.events(groups=[alice.name]):
+                pass
+
+
+async def test_reconnect_with_a_cursor_delivers_a_thousand_events_once(pair):
+    """Events published while a client was away all arrive, once, when it resumes."""
+    a, b, _ = pair
+    alice = await user(a)
+    async with alice:
+        watcher = on(alice, b)
+        first = await alice.submit_task(TaskSpec(command=["true"]))
+
+        async def cursor_of_first() -> str:
+            async for event in watcher.events(cursor=None):
+                if event.object_id == str(first.uuid):
+                    return event.cursor
+            raise AssertionError
+
+        marker = asyncio.create_task(cursor_of_first())
+        await asyncio.sleep(0.5)
+        await alice.cancel_task(first.uuid)  # an event after the stream is open
+        async with asyncio.timeout(10):
+            cursor = await marker
+        reply = await alice.submit_tasks([TaskSpec(command=["true"]) for _ in range(1000)])
+        wanted = {str(r.task.uuid) for r in reply.results}
+        counts: dict[str, int] = {}
+        async with asyncio.timeout(30):
+            async for event in watcher.events(cursor=cursor):
+                if event.object_id in wanted:
+                    counts[event.object_id] = counts.get(event.object_id, 0) + 1
+                    if len(counts) == len(wanted):
+                        break
+        await watcher.aclose()
+        assert set(counts) == wanted
+        assert set(counts.values()) == {1}
+
+
+async def test_a_hundred_thousand_lines_are_followed_in_order(pair):
+    """Lines shipped to A by the worker holding the attempt reach a follower on B in order,
+    then the stream ends when the task does; Redis keeps no more than the cap."""
+    a, b, prefix = pair
+    alice = await user(a)
+    worker, client = await worker_of(alice, a)
+    follower = on(alice, b)
+    async with alice, client, follower:
+        submitted = await alice.submit_task(TaskSpec(command=["seq", "100000"]))
+        (task,) = (await client.fetch_tasks(worker, wait=5.0)).tasks
+        received: list[str] = []
+
+        async def follow():
+            async for line in follower.follow_logs(submitted.uuid):
+                received.append(line.text)
+
+        following = asyncio.create_task(follow())
+        for start in range(0, 100_000, 5000):
+            lines = [("stdout", str(n)) for n in range(start, start + 5000)]
+            await client.ship_logs(worker, task.task, task.attempt, lines)
+        await client.report_result(worker, task.task, task.attempt, exit_code=0)
+        async with asyncio.timeout(60):
+            await following
+        assert received == [str(n) for n in range(100_000)]
+        length = redis.Redis.from_url(REDIS).xlen(f"{prefix}:log:{submitted.uuid}")
+        assert length <= LOG_HISTORY + 1
+
+
+async def test_shipping_needs_the_open_attempt(pair):
+    """A worker cannot ship lines for an attempt it does not hold."""
+    a, _, _ = pair
+    alice = await user(a)
+    worker, client = await worker_of(alice, a)
+    async with alice, client:
+        submitted = await alice.submit_task(TaskSpec(command=["true"]))
+        with pytest.raises(NotFound):
+            await client.ship_logs(worker, submitted.uuid, 1, [("stdout", "x")])
+
+
+async def test_invalid_cursors_are_a_clear_400(pair):
+    """A malformed or never-issued cursor is refused before anything is streamed."""
+    _, b, _ = pair
+    alice = await user(b)
+    async with alice:
+        submitted = await alice.submit_task(TaskSpec(command=["true"]))
+        for cursor in ("not-a-cursor", "99999999999999-0"):
+            with pytest.raises(BadRequest, match="cursor"):
+                async for _ in alice.events(cursor=cursor):
+                    pass
+            with pytest.raises(BadRequest, match="cursor"):
+                async for _ in alice.follow_logs(submitted.uuid, cursor=cursor):
+                    pass
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis(port=port).ping():
+                break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield port, process
+    stop_process(process, signal.SIGTERM, timeout=10)
+
+
+async def test_the_coordinator_keeps_serving_when_redis_goes_down(tmp_path, own_redis):
+    """With its Redis stopped mid-run, requests keep working and /ready says degraded."""
+    port, redis_process = own_redis
+    server = Server(
+        tmp_path / "data",
+        free_port(),
+        tmp_path / "server.log",
+        "--redis",
+        f"redis://127.0.0.1:{port}/0",
+    )
+    server.start()
+    try:
+        alice = await user(server)
+        worker, client = await worker_of(alice, server)
+        async with alice, client:
+            await alice.submit_task(TaskSpec(command=["true"]))
+            stop_process(redis_process, signal.SIGTERM, timeout=10)
+            submitted = await alice.submit_task(TaskSpec(command=["true"]))
+            assert (await alice.get_task(submitted.uuid)).state == "ready"
+            reply = await client.fetch_tasks(worker, wait=2.0)
+            assert reply.tasks
+            ready = httpx.get(f"{server.url}/ready", timeout=5)
+            assert ready.status_code == 200
+            assert ready.json()["status"] == "degraded"
+    finally:
+        server.stop()
+
+
+def batch(server: Server, tmp_path, name: str):
+    """``await mito(*argv)`` runs one ``mitosis-tui --batch`` command as ``name`` on
+    ``server``: (exit code, stdout, stderr)."""
+
+    async def run(*argv: str, as_json: bool = False, out: io.StringIO | None = None):
+        out = out if out is not None else io.StringIO()
+        err = io.StringIO()
+        settings = ClientSettings(coordinator=server.url, user=name, password="pw-pw-pw-pw")
+        code = await run_batch(
+            settings,
+            list(argv),
+            as_json=as_json,
+            stdout=out,
+            stderr=err,
+            cache=CredentialCache(tmp_path / f"{name}.json"),
+        )
+        return code, out.getvalue(), err.getvalue()
+
+    return run
+
+
+async def test_batch_wait_logs_and_events(pair, tmp_path):
+    """`tasks wait` exits 0/1 by outcome, `tasks logs` prints one stream, `events` feeds."""
+    a, b, _ = pair
+    alice = await user(a)
+    worker, client = await worker_of(alice, a)
+    mito = batch(b, tmp_path, alice.name)
+    async with alice, client:
+        feed = io.StringIO()
+        events = asyncio.create_task(mito("events", as_json=True, out=feed))
+        ok, bad = (await alice.submit_tasks([TaskSpec(command=["x"])] * 2)).results
+        waiting = asyncio.create_task(mito("tasks", "wait", str(ok.task.uuid), "--timeout", "20s"))
+        tasks = (await client.fetch_tasks(worker, wait=5.0, max_tasks=2)).tasks
+        assert len(tasks) == 1  # one slot
+        first = tasks[0]
+        await client.ship_logs(
+            worker, first.task, first.attempt, [("stdout", "hello"), ("stderr", "oops")]
+        )
+        await client.report_result(
+            worker, first.task, first.attempt, exit_code=0 if first.task == ok.task.uuid else 3
+        )
+        (second,) = (await client.fetch_tasks(worker, wait=5.0)).tasks
+        await client.report_result(
+            worker, second.task, second.attempt, exit_code=0 if second.task == ok.task.uuid else 3
+        )
+        code, _, _ = await asyncio.wait_for(waiting, 20)
+        assert code == 0
+        assert (await mito("tasks", "wait", str(bad.task.uuid), "--timeout", "5s"))[0] == 1
+        code, out, _ = await mito("tasks", "logs", str(first.task))
+        assert (code, out) == (0, "hello\n")
+        code, out, _ = await mito("tasks", "logs", str(first.task), "--stderr", "-f")
+        assert (code, out) == (0, "oops\n")
+        async with asyncio.timeout(10):
+            while str(second.task) not in feed.getvalue():
+                await asyncio.sleep(0.05)
+        events.cancel()
+        await asyncio.gather(events, return_exceptions=True)
+        kinds = [json.loads(line)["kind"] for line in feed.getvalue().splitlines()]
+        assert "task.state" in kinds

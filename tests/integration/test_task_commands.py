@@ -1,0 +1,165 @@
+"""``mitosis-tui --batch`` task and worker commands (FEATURES C2) against the real app, with
+their output on stdout, diagnostics on stderr and documented exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import pytest
+
+from mitosis_sdk.auth import CredentialCache
+from mitosis_sdk.schemas import Member, Role
+from mitosis_tui.commands import exitcodes
+from mitosis_tui.commands.runner import run_batch
+from mitosis_tui.config import ClientSettings
+from tests.conftest import ADMIN
+from tests.integration.server.fleet import spec, start_worker
+
+
+@pytest.fixture
+def mito(transport, tmp_path):
+    """``await mito("tasks", "query", user=...)`` → (exit code, stdout, stderr)."""
+
+    async def run(*argv: str, user: str = "alice", password: str = "pw", as_json=False):
+        out, err = io.StringIO(), io.StringIO()
+        settings = ClientSettings(coordinator="http://mitosis.test", user=user, password=password)
+        code = await run_batch(
+            settings,
+            list(argv),
+            as_json=as_json,
+            stdout=out,
+            stderr=err,
+            cache=CredentialCache(tmp_path / f"{user}.json"),
+            transport=transport,
+        )
+        return code, out.getvalue(), err.getvalue()
+
+    return run
+
+
+@pytest.fixture
+async def alice(make_user):
+    client = await make_user("alice")
+    await client.create_group("lab")
+    return client
+
+
+async def test_task_commands_submit_find_change_and_cancel(mito, alice, tmp_path):
+    """submit prints the UUID; get/query show it; change, update-labels and cancel act."""
+    code, out, _ = await mito(
+        "tasks",
+        "submit",
+        "-t",
+        "gpu",
+        "-l",
+        "exp1",
+        "-e",
+        "A=1,B=x y",
+        "--timeout",
+        "5m",
+        "-p",
+        "3",
+        "--",
+        "python",
+        "-c",
+        "print('--not-an-option')",
+    )
+    assert code == exitcodes.OK
+    task = uuid.UUID(out.strip())
+    code, out, _ = await mito("--json", "tasks", "get", str(task))
+    shown = json.loads(out)
+    assert shown["command"] == ["python", "-c", "print('--not-an-option')"]
+    assert (shown["env"], shown["timeout"], shown["priority"]) == ({"A": "1", "B": "x y"}, 300, 3)
+    code, out, err = await mito("tasks", "query", "-t", "gpu", "-s", "ready")
+    assert str(task) in out
+    assert "1 of 1 task(s)" in err
+    assert (await mito("tasks", "query", "--count", "-l", "nope"))[1].strip() == "0"
+    assert (await mito("tasks", "change", str(task), "-p", "9", "--", "echo", "new"))[0] == 0
+    assert (await alice.get_task(task)).command == ["echo", "new"]
+    await mito("tasks", "update-labels", str(task), "a,b", "c")
+    assert (await alice.get_task(task)).labels == ["a", "b", "c"]
+    code, out, _ = await mito("--json", "tasks", "cancel", str(task))
+    assert json.loads(out)["cancelled"] == [str(task)]
+    specs = tmp_path / "specs.json"
+    specs.write_text(json.dumps([{"command": ["a"]}, {"command": ["b"], "group": "nowhere"}]))
+    code, out, err = await mito("tasks", "submit-many", "-f", str(specs))
+    assert code == exitcodes.NOT_FOUND
+    assert "1 of 2 specs were refused" in err
+    code, _, err = await mito("tasks", "cancel-many", "-s", "ready")
+    assert (code, "cancelled 1 task(s)" in err) == (0, True)
+
+
+async def test_tasks_wait_exits_with_the_tasks_outcome(mito, alice, transport):
+    """0 when every task completed; 1 when one failed, was cancelled, or time ran out."""
+    good, bad, idle = (await alice.submit_tasks([spec("a"), spec("b"), spec("c")])).results
+    worker = await start_worker(alice, transport, slots=2)
+    first, second = await worker.fetch(max_tasks=2)
+    await worker.finish(first)
+    await worker.finish(second, exit_code=1)
+    ok, failed = str(good.task.uuid), str(bad.task.uuid)
+    assert (await mito("tasks", "wait", ok))[0] == exitcodes.OK
+    code, _, err = await mito("tasks", "wait", ok, failed)
+    assert (code, "1 of 2 task(s) did not complete" in err) == (exitcodes.FAILED, True)
+    code, _, err = await mito("tasks", "wait", str(idle.task.uuid), "--timeout", "0.3s")
+    assert (code, "gave up" in err) == (exitcodes.FAILED, True)
+
+
+async def test_worker_commands_show_and_manage_workers(mito, alice, make_user, transport):
+    """query/get, tags, labels, roles, drain/resume, cancel (graceful and --force)."""
+    await make_user("bob")
+    await alice.update_members("lab", [Member(username="bob", role=Role.WRITE)])
+    worker = await start_worker(alice, transport, tags=["cpu"])
+    w = worker.uuid
+    code, out, _ = await mito("workers", "query")
+    assert (code, w in out) == (0, True)
+    assert (await mito("workers", "update-tags", w, "gpu", "cuda"))[0] == 0
+    assert (await mito("workers", "update-labels", w, "rack1"))[0] == 0
+    assert (await mito("workers", "update-roles", w, "lab:admin", "bob"))[0] == exitcodes.NOT_FOUND
+    assert (await mito("workers", "update-roles", w, "lab:admin"))[0] == 0
+    code, out, _ = await mito("--json", "workers", "get", w)
+    shown = json.loads(out)
+    assert (shown["tags"], shown["labels"]) == (["cuda", "gpu"], ["rack1"])
+    assert {(g["group"], g["role"]) for g in shown["grants"]} == {
+        ("alice", "admin"),
+        ("lab", "admin"),
+    }
+    assert (await mito("workers", "remove-roles", w, "lab"))[0] == 0
+    assert (await mito("workers", "drain", w))[0] == 0
+    assert (await mito("workers", "resume", w))[0] == 0
+    assert (await mito("workers", "get", w, user="bob"))[0] == exitcodes.NOT_FOUND
+    assert (await mito("workers", "cancel", w))[0] == 0
+    assert (await worker.heartbeat()).shutdown == "graceful"
+    assert (await mito("workers", "cancel-many", "-t", "gpu", "--force"))[0] == 0
+    assert (await worker.heartbeat()).shutdown == "force"
+    assert (await mito("admin", "workers", "cancel", w))[0] == exitcodes.NOT_FOUND
+    code, _, _ = await mito(
+        "admin", "workers", "cancel", w, "--force", user=ADMIN[0], password=ADMIN[1]
+    )
+    assert code == 0
+
+
+BAD_COMMANDS = [
+    (["tasks", "submit", "-g", "lab"], exitcodes.USAGE),  # no command after --
+    (["tasks", "submit", "--timeout", "10x", "--", "x"], exitcodes.USAGE),
+    (["tasks", "submit", "-e", "NOEQUALS", "--", "x"], exitcodes.USAGE),
+    (["tasks", "get", "not-a-uuid"], exitcodes.USAGE),
+    (["tasks", "get", "6f1e0a4c-3b7e-4d5a-9a3e-2f1c0b9d8e7f"], exitcodes.NOT_FOUND),
+    (["tasks", "cancel-many"], exitcodes.USAGE),
+    (["tasks", "query", "-s", "sleeping"], exitcodes.USAGE),
+    (["tasks", "submit", "-g", "nowhere", "--", "x"], exitcodes.NOT_FOUND),
+    (
+        ["workers", "update-roles", "6f1e0a4c-3b7e-4d5a-9a3e-2f1c0b9d8e7f", "lab:boss"],
+        exitcodes.USAGE,
+    ),
+]
+
+
+async def test_bad_commands_exit_with_their_documented_status(mito, alice):
+    """Usage errors exit 2, unknown or hidden things 4; each says why on stderr."""
+    outcomes = {}
+    for argv, _ in BAD_COMMANDS:
+        code, _, err = await mito(*argv)
+        outcomes[" ".join(argv)] = (code, err.startswith("error:"))
+    assert outcomes == {" ".join(argv): (status, True) for argv, status in BAD_COMMANDS}

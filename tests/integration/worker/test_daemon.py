@@ -1,0 +1,246 @@
+"""The worker daemon against the real coordinator app, running real processes.
+
+The daemon talks to the app in-process (httpx's ASGI transport); tasks are real
+subprocesses in real attempt directories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tarfile
+import time
+
+import pytest
+
+from mitosis_sdk.client import AsyncClient
+from mitosis_sdk.schemas import Resource, TaskSpec
+from mitosis_worker.config import WorkerSettings
+from mitosis_worker.daemon import WorkerDaemon
+
+PY = sys.executable
+
+
+@pytest.fixture
+async def alice(make_user):
+    return await make_user("alice")
+
+
+@pytest.fixture
+async def start_worker(transport, alice, tmp_path):
+    """``await start_worker(slots=…)``: a daemon acting for alice, stopped at the end."""
+    started: list[tuple[WorkerDaemon, asyncio.Task]] = []
+
+    async def _start(**options) -> WorkerDaemon:
+        settings = WorkerSettings(
+            work_dir=str(tmp_path / f"work{len(started)}"),
+            heartbeat_interval=0.2,
+            poll_wait=1.0,
+            grace=1.0,
+            shutdown_grace=options.pop("shutdown_grace", 5.0),
+            **options,
+        )
+        client = AsyncClient("http://mitosis.test", alice.token, transport=transport)
+        daemon = WorkerDaemon(settings, client)
+        task = asyncio.create_task(daemon.run())
+        started.append((daemon, task))
+        for _ in range(100):
+            if daemon.worker_id is not None:
+                return daemon
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.05)
+        raise AssertionError("the worker did not register")
+
+    _start.started = started
+    yield _start
+    for daemon, task in started:
+        daemon.request_stop(immediately=True)
+        await asyncio.wait_for(task, timeout=30)
+        await daemon.client.aclose()
+
+
+async def wait_state(client, task, states, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = await client.get_task(task)
+        if info.state in states:
+            return info
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task} stayed {info.state}, wanted {states}")
+
+
+async def submit(client, *command, **spec):
+    return (await client.submit_task(TaskSpec(command=list(command), **spec))).uuid
+
+
+async def test_a_task_runs_and_completes(alice, start_worker):
+    await start_worker()
+    task = await submit(alice, "true")
+    info = await wait_state(alice, task, {"completed"})
+    assert info.exit_code == 0
+
+
+async def test_nonzero_exit_fails_with_the_code(alice, start_worker):
+    await start_worker()
+    task = await submit(alice, "sh", "-c", "exit 3")
+    info = await wait_state(alice, task, {"failed"})
+    assert (info.exit_code, info.reason) == (3, "nonzero_exit")
+
+
+async def test_missing_command_fails_with_exec_error(alice, start_worker):
+    """A command that does not exist: reason exec_error and the OS message (no crash)."""
+    daemon = await start_worker()
+    task = await submit(alice, "/no/such/program")
+    info = await wait_state(alice, task, {"failed"})
+    assert info.reason == "exec_error"
+    assert "No such file" in info.message
+    follow_up = await submit(alice, "true")
+    await wait_state(alice, follow_up, {"completed"})
+    assert not daemon.stop.is_set()
+
+
+async def test_the_task_sees_its_mito_variables(alice, start_worker):
+    """The spec's variables and the MITO_* ones arrive; the attempt dir is the cwd."""
+    await start_worker()
+    check = (
+        "import os, sys, uuid; e = os.environ;"
+        "uuid.UUID(e['MITO_TASK_UUID']);"
+        "ok = e['MITO_ATTEMPT'] == '1' and os.getcwd() == os.path.dirname(e['MITO_RESULT_DIR'])"
+        " and e['SEED'] == '7' and 'MITO_ARRAY_INDEX' not in e;"
+        "sys.exit(0 if ok else 9)"
+    )
+    task = (await alice.submit_task(TaskSpec(command=[PY, "-c", check], env={"SEED": "7"}))).uuid
+    assert (await wait_state(alice, task, {"completed", "failed"})).exit_code == 0
+
+
+async def test_cancel_reaches_a_running_task(alice, start_worker):
+    """Cancel of a running task: the worker learns it in a reply and kills the group."""
+    await start_worker()
+    task = await submit(alice, "sleep", "60")
+    await wait_state(alice, task, {"running"})
+    await alice.cancel_task(task)
+    info = await wait_state(alice, task, {"cancelled"}, timeout=15)
+    assert info.state == "cancelled"
+
+
+async def test_slots_run_tasks_at_once(alice, start_worker, tmp_path):
+    """--slots 4: four tasks that wait for each other all finish (a barrier of 4)."""
+    await start_worker(slots=4)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    code = (
+        "import os, sys, time, uuid; d = sys.argv[1];"
+        "open(os.path.join(d, uuid.uuid4().hex), 'w').close();"
+        "end = time.time() + 20\n"
+        "while len(os.listdir(d)) < 4 and time.time() < end: time.sleep(0.02)\n"
+        "sys.exit(0 if len(os.listdir(d)) >= 4 else 1)"
+    )
+    tasks = [await submit(alice, PY, "-c", code, str(barrier)) for _ in range(4)]
+    for task in tasks:
+        assert (await wait_state(alice, task, {"completed", "failed"})).state == "completed"
+
+
+async def test_graceful_stop_lets_the_running_task_finish(alice, start_worker):
+    daemon = await start_worker()
+    task = await submit(alice, "sleep", "1")
+    await wait_state(alice, task, {"running"})
+    daemon.request_stop()
+    await wait_state(alice, task, {"completed"})
+    worker = await alice.get_worker(daemon.worker_id)
+    for _ in range(100):
+        if worker.state == "stopped":
+            break
+        await asyncio.sleep(0.05)
+        worker = await alice.get_worker(daemon.worker_id)
+    assert worker.state == "stopped"
+
+
+async def test_stop_after_grace_requeues_the_task(alice, start_worker):
+    """A task still running when the grace ends is killed and goes back to the queue."""
+    daemon = await start_worker(shutdown_grace=0.2)
+    task = await submit(alice, "sleep", "60")
+    await wait_state(alice, task, {"running"})
+    daemon.request_stop()
+    info = await wait_state(alice, task, {"ready"}, timeout=15)
+    assert info.attempt == 1
+
+
+async def test_drain_stops_new_tasks_until_resume(alice, start_worker):
+    daemon = await start_worker()
+    await alice.drain_worker(daemon.worker_id)
+    for _ in range(100):
+        if daemon.draining:
+            break
+        await asyncio.sleep(0.05)
+    assert daemon.draining
+    task = await submit(alice, "true")
+    await asyncio.sleep(1.0)
+    assert (await alice.get_task(task)).state == "ready"
+    await alice.resume_worker(daemon.worker_id)
+    await wait_state(alice, task, {"completed"})
+
+
+async def test_graceful_shutdown_order_drains_then_exits(alice, start_worker):
+    daemon = await start_worker()
+    task = await submit(alice, "sleep", "0.5")
+    await wait_state(alice, task, {"running"})
+    await alice.shutdown_worker(daemon.worker_id)
+    await wait_state(alice, task, {"completed"})
+    runner = start_worker.started[-1][1]
+    await asyncio.wait_for(runner, timeout=15)
+    assert runner.result() == 0
+
+
+async def test_outputs_become_artifacts(alice, start_worker, tmp_path):
+    """MITO_RESULT_DIR, MITO_EXEC_DIR and (--terminal) stdout/stderr are uploaded as tar.gz."""
+    await start_worker()
+    script = (
+        'echo hello; echo oops >&2; echo 42 > "$MITO_RESULT_DIR/answer.txt";'
+        ' echo trace > "$MITO_EXEC_DIR/trace.log"'
+    )
+    task = await submit(alice, "sh", "-c", script, terminal_output=True)
+    await wait_state(alice, task, {"completed"})
+    kinds = {a.type for a in await alice.list_artifacts(task)}
+    assert kinds == {"result", "exec-log", "std-log"}
+    for kind, member, content in [
+        ("result", "result/answer.txt", b"42\n"),
+        ("exec-log", "exec-log/trace.log", b"trace\n"),
+        ("std-log", "std-log/stdout.log", b"hello\n"),
+        ("std-log", "std-log/stderr.log", b"oops\n"),
+    ]:
+        archive = await alice.download_artifact(task, kind, tmp_path / f"{kind}.tar.gz")
+        with tarfile.open(archive) as tar:
+            assert tar.extractfile(member).read() == content
+
+
+async def test_no_outputs_no_artifacts(alice, start_worker):
+    await start_worker()
+    task = await submit(alice, "true")
+    await wait_state(alice, task, {"completed"})
+    assert await alice.list_artifacts(task) == []
+
+
+async def test_resources_arrive_before_start(alice, start_worker, tmp_path):
+    """An attachment listed as a resource is in MITO_RESOURCE_DIR at its path."""
+    await start_worker()
+    source = tmp_path / "input.txt"
+    source.write_text("payload")
+    await alice.upload_attachment("alice", source, "data/input.txt")
+    check = 'test "$(cat "$MITO_RESOURCE_DIR/in/x.txt")" = payload'
+    spec = TaskSpec(
+        command=["sh", "-c", check],
+        resources=[Resource(attachment="data/input.txt", path="in/x.txt")],
+    )
+    task = (await alice.submit_task(spec)).uuid
+    assert (await wait_state(alice, task, {"completed", "failed"})).state == "completed"
+
+
+async def test_a_missing_resource_fails_the_task_with_resource_error(alice, start_worker):
+    await start_worker()
+    spec = TaskSpec(
+        command=["true"], resources=[Resource(attachment="data/missing.txt", path="x.txt")]
+    )
+    task = (await alice.submit_task(spec)).uuid
+    info = await wait_state(alice, task, {"failed", "completed"})
+    assert info.reason == "resource_error"
+    assert "missing.txt" in info.message
