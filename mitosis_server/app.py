@@ -15,6 +15,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from sqlalchemy.exc import IntegrityError
 
 from mitosis_sdk import __version__
 from mitosis_server.api import (
@@ -67,14 +68,7 @@ async def start_coordinator(settings: CoordinatorSettings) -> Coordinator:
         log.info("keys.generated path=%s", settings.private_key_path)
     signer = TokenSigner.from_files(settings.private_key_path, settings.public_key_path)
     sessions = session_factory(engine)
-    async with sessions.begin() as db:
-        created, weak = await bootstrap_admin(
-            db,
-            settings.admin_user,
-            settings.admin_password,
-            settings.default_group_quota,
-            settings.default_storage_quota,
-        )
+    created, weak = await _first_admin(sessions, settings)
     if created:
         log.info("admin.created user=%s", settings.admin_user)
     if weak:
@@ -145,9 +139,7 @@ async def event_bus(coordinator: Coordinator) -> AsyncIterator[None]:
         message = session_id or ALL_SESSIONS
         wakeups.spawn(bus.broadcast(AUTH_TOPIC, message, here=False), "auth-forget")
 
-    stop = bus.listen(
-        AUTH_TOPIC, lambda m: authenticator.drop(None if m == ALL_SESSIONS else m)
-    )
+    stop = bus.listen(AUTH_TOPIC, lambda m: authenticator.drop(None if m == ALL_SESSIONS else m))
     authenticator.on_forget = forget_elsewhere
     log.info("events.ready backend=%s", type(bus).__name__)
     try:
@@ -167,6 +159,27 @@ async def object_store(coordinator: Coordinator, store: ObjectStore) -> AsyncIte
         coordinator.store = store
         log.info("objects.ready store=%s", type(store).__name__)
         yield
+
+
+async def _first_admin(sessions, settings: CoordinatorSettings) -> tuple[bool, bool]:
+    """Create the first admin if there is none; (created, default password in use).
+
+    Two coordinators starting at once on an empty database may both try: the loser's
+    insert hits the unique name, and it simply finds the winner's admin.
+    """
+    for _ in range(2):
+        try:
+            async with sessions.begin() as db:
+                return await bootstrap_admin(
+                    db,
+                    settings.admin_user,
+                    settings.admin_password,
+                    settings.default_group_quota,
+                    settings.default_storage_quota,
+                )
+        except IntegrityError:
+            log.info("admin.created_by_another_coordinator")
+    raise RuntimeError("could not create or find the first admin")
 
 
 def create_app(settings: CoordinatorSettings) -> Litestar:

@@ -160,3 +160,21 @@ async def test_revocation_reaches_a_second_coordinator_within_a_second(
         with pytest.raises(errors.Unauthorized):
             await replica.whoami()
         await replica.aclose()
+
+
+async def test_two_coordinators_starting_at_once_share_one_first_admin(db_url, tmp_path):
+    """Two replicas create the first admin at the same moment: one wins, both come up."""
+    from mitosis_server.app import _first_admin
+    from mitosis_server.config import CoordinatorSettings
+    from mitosis_server.db.engine import create_engine, session_factory
+
+    settings = CoordinatorSettings(data_dir=str(tmp_path), db=db_url)
+    engines = [create_engine(db_url) for _ in range(2)]
+    try:
+        results = await asyncio.gather(
+            *(_first_admin(session_factory(engine), settings) for engine in engines)
+        )
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert sorted(created for created, _ in results) == [False, True]
