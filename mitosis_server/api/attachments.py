@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, delete, get, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from mitosis_sdk.schemas import Name
@@ -28,8 +28,8 @@ from mitosis_sdk.schemas.limits import MAX_PAGE
 from mitosis_server.api.guards import DB, Caller, Files, PathUUID, users_only
 from mitosis_server.services import attachments
 
-Key = Annotated[str, Parameter(query="key", max_length=4096, description="the attachment key")]
-Text = Annotated[str | None, Parameter(max_length=4096)]
+Key = Annotated[str, QueryParameter(name="key", max_length=4096, description="the attachment key")]
+Text = Annotated[str | None, QueryParameter(max_length=4096)]
 
 
 class AttachmentController(Controller):
@@ -86,8 +86,8 @@ class AttachmentController(Controller):
         group: Name,
         prefix: Text = None,
         contains: Text = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> AttachmentPage:
         return await attachments.query_attachments(
             db, principal, group, prefix=prefix, contains=contains, limit=limit, offset=offset

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, delete, get, post
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from mitosis_sdk.schemas import ArtifactType
@@ -34,7 +34,7 @@ class WorkerFilesController(Controller):
         objects: Files,
         worker_id: PathUUID,
         task_id: PathUUID,
-        attempt: Annotated[int, Parameter(ge=1)],
+        attempt: Annotated[int, QueryParameter(ge=1)],
     ) -> list[ResourceLink]:
         """404 when a resource does not exist, 403 when the task's creator may not read it;
         the message names the resource (the worker fails the task with ``resource_error``)."""
