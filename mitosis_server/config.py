@@ -34,9 +34,7 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     redis_prefix: Annotated[
         str, Option("prefix of every Redis key and channel (one per deployment)")
     ] = "mitosis"
-    event_history: Annotated[int, Option("task/worker events kept for resuming streams")] = (
-        100_000
-    )
+    event_history: Annotated[int, Option("task/worker events kept for resuming streams")] = 100_000
     log_history: Annotated[int, Option("live log lines kept per task (older ones drop)")] = 10_000
     s3_url: Annotated[str | None, Option("S3 endpoint URL (default: local object dir)")] = None
     s3_access_key: Annotated[str | None, Option("S3 access key id")] = None

@@ -47,6 +47,7 @@ from mitosis_worker import manager
 from mitosis_worker.backoff import Backoff
 from mitosis_worker.config import WorkerSettings, split_list
 from mitosis_worker.executor import Attempt
+from mitosis_worker.logship import log_shipper
 from mitosis_worker.outputs import AttemptLink
 from mitosis_worker.reports import Reporter
 from mitosis_worker.runner import RunnerConfig, attempt_for, run_assignment
@@ -244,7 +245,9 @@ class WorkerDaemon:
 
     def _start(self, group: asyncio.TaskGroup, assignment: Assignment) -> None:
         key = (assignment.task, assignment.attempt)
-        running = Running(assignment, attempt_for(assignment, self.runner, self.reporter))
+        sink = log_shipper(self.client, self.worker_id, assignment.task, assignment.attempt)
+        attempt = attempt_for(assignment, self.runner, self.reporter, log_sink=sink)
+        running = Running(assignment, attempt)
         self.running[key] = running
         running.task = group.create_task(self._run(running), name=f"task-{assignment.task}")
         log.info("attempt.started task=%s attempt=%s", assignment.task, assignment.attempt)

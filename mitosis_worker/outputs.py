@@ -71,6 +71,38 @@ class AttemptLink:
                 problems.append(problem)
         return problems
 
+    async def submit_downstream(self, new_task: Path) -> None:
+        """Hand what the task wrote to ``MITO_NEW_TASK`` to the coordinator (FEATURES T7).
+
+        The file goes verbatim: the coordinator parses it and records a malformed one on the
+        task (``downstream_submit_failed``), so a bad file never crashes the worker.
+        """
+        try:
+            content = await asyncio.to_thread(_read_if_present, new_task)
+        except OSError as exc:
+            log.warning("downstream.unreadable task=%s: %s", self.task, exc)
+            return
+        if not content.strip():
+            return
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        for attempt in range(1, UPLOAD_TRIES + 1):
+            try:
+                reply = await self.client.submit_downstream(
+                    self.worker, self.task, self.attempt, content
+                )
+            except (errors.Conflict, errors.NotFound, errors.Forbidden, errors.BadRequest) as exc:
+                log.warning("downstream.refused task=%s: %s", self.task, exc.message)
+                return
+            except errors.MitosisError as exc:
+                if attempt == UPLOAD_TRIES:
+                    log.warning("downstream.failed task=%s: %s", self.task, exc.message)
+                    return
+                await asyncio.sleep(backoff.delay())
+                continue
+            if reply.error:
+                log.warning("downstream.rejected task=%s: %s", self.task, reply.error)
+            return
+
     async def _upload(self, kind: ArtifactType, archive: Path) -> str | None:
         backoff = Backoff(initial=0.5, maximum=10.0)
         for attempt in range(1, UPLOAD_TRIES + 1):
@@ -86,3 +118,7 @@ class AttemptLink:
                     return f"upload of {kind} failed after {UPLOAD_TRIES} tries: {exc.message}"
                 await asyncio.sleep(backoff.delay())
         return None
+
+
+def _read_if_present(path: Path) -> bytes:
+    return path.read_bytes() if path.is_file() else b""

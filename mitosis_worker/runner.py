@@ -126,6 +126,7 @@ async def run_assignment(
             reporter.phase(task, number, TaskPhase.UPLOADING)
             problems = await link.upload_outputs(dirs, assignment.terminal_output)
             report = with_upload_problems(report, problems)
+            await link.submit_downstream(dirs.new_task)
         return report
     finally:
         attempt.cleanup()

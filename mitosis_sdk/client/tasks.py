@@ -8,16 +8,20 @@ from collections.abc import Iterable
 
 from mitosis_sdk.client.base import BaseClient
 from mitosis_sdk.schemas import (
+    ArraySubmit,
+    ArraySubmitted,
     BatchReply,
     CancelReply,
     LabelsUpdate,
     TaskBatch,
     TaskCancel,
     TaskChange,
+    TaskExplain,
     TaskFilter,
     TaskInfo,
     TaskPage,
     TaskQuery,
+    TaskRerun,
     TaskSpec,
     TaskSubmitted,
 )
@@ -38,6 +42,28 @@ class TasksAPI(BaseClient):
             body=TaskBatch(tasks=specs, all_or_nothing=all_or_nothing),
             result=BatchReply,
         )
+
+    async def submit_array(self, spec: TaskSpec, array: str) -> ArraySubmitted:
+        """One task per index of ``array`` (``0-99``, ``0-99:2``, ``1,5,7``, ``%N`` throttle);
+        each sees ``MITO_ARRAY_INDEX``."""
+        return await self.request(
+            "POST",
+            "/api/tasks/array",
+            body=ArraySubmit(spec=spec, array=array),
+            result=ArraySubmitted,
+        )
+
+    async def rerun_task(
+        self, task: uuid.UUID | str, rerun: TaskRerun | None = None
+    ) -> TaskSubmitted:
+        """Submit a copy of a task's spec with the changes in ``rerun`` (``rerun_of`` links it)."""
+        return await self.request(
+            "POST", f"/api/tasks/{task}/rerun", body=rerun or TaskRerun(), result=TaskSubmitted
+        )
+
+    async def explain_task(self, task: uuid.UUID | str) -> TaskExplain:
+        """Why a queued task is not running: per worker, the rule that blocks it."""
+        return await self.request("GET", f"/api/tasks/{task}/explain", result=TaskExplain)
 
     async def get_task(self, task: uuid.UUID | str) -> TaskInfo:
         return await self.request("GET", f"/api/tasks/{task}", result=TaskInfo)

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from mitosis_sdk.client.base import BaseClient
 from mitosis_sdk.schemas import (
     AttemptRef,
+    DownstreamReply,
+    DownstreamSubmit,
     FetchReply,
     FetchRequest,
     Grant,
@@ -189,6 +191,25 @@ class WorkersAPI(BaseClient):
         )
         return await self.request(
             "POST", f"/api/workers/{worker}/tasks/{task}/result", body=body, result=ReportAck
+        )
+
+    async def submit_downstream(
+        self,
+        worker: uuid.UUID | str,
+        task: uuid.UUID | str,
+        attempt: int,
+        content: str | bytes,
+    ) -> DownstreamReply:
+        """Submit what the task wrote to ``MITO_NEW_TASK`` (send the file verbatim, before
+        reporting the result): the coordinator parses it, submits the specs as dependents
+        of the task, or records ``downstream_submit_failed`` on it and says so in ``error``."""
+        if isinstance(content, bytes):
+            content = content.decode("utf-8", errors="replace")
+        return await self.request(
+            "POST",
+            f"/api/workers/{worker}/tasks/{task}/downstream",
+            body=DownstreamSubmit(attempt=attempt, content=content),
+            result=DownstreamReply,
         )
 
     async def unregister_worker(self, worker: uuid.UUID | str) -> None:

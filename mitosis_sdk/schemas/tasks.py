@@ -83,6 +83,7 @@ class TaskReason(enum.StrEnum):
     REPORT_OVERDUE = "report_overdue"
     CANCELLED = "cancelled"
     DEPENDENCY_NEVER_SATISFIED = "dependency_never_satisfied"
+    DOWNSTREAM_SUBMIT_FAILED = "downstream_submit_failed"
 
 
 class ArtifactType(enum.StrEnum):
@@ -224,6 +225,39 @@ class TaskRerun(Struct):
     group: Name | None = None
 
 
+class DownstreamSubmit(Struct):
+    """What a task wrote to ``MITO_NEW_TASK`` (T7), sent verbatim by its worker for the
+    attempt it holds: one JSON spec or a JSON list of specs. The coordinator parses it, so a
+    malformed file is recorded on the writing task (``downstream_submit_failed``)."""
+
+    attempt: Annotated[int, msgspec.Meta(ge=1)]
+    content: Annotated[str, msgspec.Meta(max_length=16 * 1024 * 1024)]
+
+
+class DownstreamReply(Struct, omit_defaults=True):
+    """The tasks submitted (dependents of the writer), or the error recorded on the writer."""
+
+    tasks: list[TaskSubmitted] = []
+    error: str | None = None
+
+
+class Explanation(Struct):
+    """One worker's verdict on a queued task (T12): ``blocked_by`` is empty when it could
+    take the task now."""
+
+    worker: uuid.UUID
+    state: str
+    blocked_by: list[str]
+    detail: str
+
+
+class TaskExplain(Struct):
+    task: uuid.UUID
+    state: TaskState
+    summary: str
+    workers: list[Explanation]
+
+
 class TaskBatch(Struct):
     """Many specs in one request; each is answered. ``all_or_nothing``: one error, none kept."""
 
@@ -236,6 +270,8 @@ class TaskSubmitted(Struct):
     group: str
     seq: int
     state: TaskState
+    # Set when no live worker could ever take the task (T12): see ``tasks explain``.
+    warning: str | None = None
 
 
 class BatchItem(Struct, omit_defaults=True):
@@ -302,6 +338,11 @@ class TaskInfo(Struct):
     rerun_of: uuid.UUID | None = None
     env: dict[str, str] | None = None
     attempts: list[AttemptInfo] | None = None
+    retry_delay: str | float | None = None
+    array_limit: int | None = None
+    # Tasks this one submitted through MITO_NEW_TASK (T7; with ``get``), or why it could not.
+    downstream: list[uuid.UUID] | None = None
+    downstream_error: str | None = None
 
 
 class TaskFilter(Struct):
@@ -322,6 +363,7 @@ class TaskFilter(Struct):
     finished_before: datetime | None = None
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
     uuids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=MAX_BATCH)] = []
+    array: uuid.UUID | None = None  # the tasks of one array (T2)
 
     @property
     def empty(self) -> bool:

@@ -8,6 +8,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from mitosis_sdk.errors import ErrorBody
 from mitosis_sdk.schemas import (
+    ArraySubmit,
+    ArraySubmitted,
     BatchItem,
     BatchReply,
     CancelReply,
@@ -15,15 +17,17 @@ from mitosis_sdk.schemas import (
     TaskBatch,
     TaskCancel,
     TaskChange,
+    TaskExplain,
     TaskInfo,
     TaskPage,
     TaskQuery,
+    TaskRerun,
     TaskSpec,
     TaskSubmitted,
 )
 from mitosis_server.api.guards import DB, Caller, PathUUID, users_only
 from mitosis_server.errors import DomainError
-from mitosis_server.services import task_queries, tasks
+from mitosis_server.services import explain, task_queries, tasks, workflow_submit
 from mitosis_server.state import Coordinator
 
 
@@ -73,6 +77,44 @@ class TaskController(Controller):
         items = [_item(r) for r in results]
         failed = sum(item.error is not None for item in items)
         return BatchReply(submitted=len(items) - failed, failed=failed, results=items)
+
+    @post("/array", status_code=HTTP_201_CREATED, summary="Submit one spec per array index")
+    async def submit_array(
+        self, request: Request, db: DB, principal: Caller, data: JSONBody[ArraySubmit]
+    ) -> ArraySubmitted:
+        """``0-99``, ``0-99:2``, ``1,5,7``, optionally ``%N`` (at most N running at once)."""
+        coordinator = _coordinator(request)
+        return await workflow_submit.submit_array(
+            db,
+            principal,
+            data,
+            max_attempts=coordinator.settings.max_attempts,
+            wakeups=coordinator.wakeups,
+        )
+
+    @post("/{task_id:uuid}/rerun", status_code=HTTP_201_CREATED, summary="Submit a copy")
+    async def rerun(
+        self,
+        request: Request,
+        db: DB,
+        principal: Caller,
+        task_id: PathUUID,
+        data: JSONBody[TaskRerun],
+    ) -> TaskSubmitted:
+        """A copy of the task's spec with the given changes, linked by ``rerun_of``."""
+        coordinator = _coordinator(request)
+        return await workflow_submit.rerun_task(
+            db,
+            principal,
+            task_id,
+            data,
+            max_attempts=coordinator.settings.max_attempts,
+            wakeups=coordinator.wakeups,
+        )
+
+    @get("/{task_id:uuid}/explain", summary="Why a queued task is not running (per worker)")
+    async def explain(self, db: DB, principal: Caller, task_id: PathUUID) -> TaskExplain:
+        return await explain.explain_task(db, principal, task_id)
 
     @post("/query", status_code=HTTP_200_OK, summary="Find tasks: filters, order, pages")
     async def query(self, db: DB, principal: Caller, data: JSONBody[TaskQuery]) -> TaskPage:

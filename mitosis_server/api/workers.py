@@ -11,6 +11,8 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from mitosis_sdk.schemas import (
+    DownstreamReply,
+    DownstreamSubmit,
     FetchReply,
     FetchRequest,
     GrantsRemove,
@@ -39,7 +41,13 @@ from mitosis_server.api.guards import (
     own_worker_only,
     users_only,
 )
-from mitosis_server.services import dispatch, publishing, worker_admin, workers
+from mitosis_server.services import (
+    dispatch,
+    publishing,
+    worker_admin,
+    workers,
+    workflow_submit,
+)
 from mitosis_server.state import Coordinator
 
 
@@ -222,6 +230,31 @@ class WorkerSelfController(Controller):
         """Exit code, signal, reason; a superseded attempt gets 409 and changes nothing."""
         return await dispatch.report_result(
             db, worker_id, task_id, data, _coordinator(request).wakeups
+        )
+
+    @post(
+        "/tasks/{task_id:uuid}/downstream",
+        status_code=HTTP_200_OK,
+        summary="Submit what the task wrote to MITO_NEW_TASK",
+    )
+    async def downstream(
+        self,
+        request: Request,
+        db: DB,
+        worker_id: PathUUID,
+        task_id: PathUUID,
+        data: JSONBody[DownstreamSubmit],
+    ) -> DownstreamReply:
+        """On the task's behalf, as dependents of it; a malformed file is recorded on the
+        task (``downstream_error``) and answered in ``error``, creating nothing."""
+        coordinator = _coordinator(request)
+        return await workflow_submit.submit_downstream(
+            db,
+            worker_id,
+            task_id,
+            data,
+            max_attempts=coordinator.settings.max_attempts,
+            wakeups=coordinator.wakeups,
         )
 
     @post("/unregister", status_code=HTTP_204_NO_CONTENT, summary="Leave; held tasks requeue")

@@ -113,7 +113,7 @@ def _claim_statement(throttled: bool = False) -> Update:
     worker = bindparam("worker_id", type_=BigInteger)
     moment = bindparam("now", type_=UTCDateTime)
     array = (
-        Task.array_id == bindparam("array_id", type_=Uuid)
+        Task.array_id == bindparam("claim_array", type_=Uuid)
         if throttled
         else Task.array_limit.is_(None)
     )
@@ -243,9 +243,7 @@ async def _claim_throttled(
             .limit(1)
             .with_for_update()
         )
-        running = await db.scalar(
-            select(func.count()).where(Task.array_id == array_id, IS_RUNNING)
-        )
+        running = await db.scalar(select(func.count()).where(Task.array_id == array_id, IS_RUNNING))
         take = min(limit, cap - running)
         if take <= 0:
             continue
@@ -254,7 +252,7 @@ async def _claim_throttled(
             "limit": take,
             "now": now,
             "margin": margin,
-            "array_id": array_id,
+            "claim_array": array_id,
         }
         claimed = (await db.execute(_claim_statement(True), parameters)).all()
         rows += claimed
@@ -430,9 +428,7 @@ MAX_BACKOFF = 24 * 3600.0
 async def _retry(db: AsyncSession, task_id: int, attempt: int, now: datetime) -> int | None:
     """Requeue a task whose attempt failed while it has retries left (spec ``retries``,
     T8), not before ``retry_delay * 2**(n-1)`` for its n-th retry; its group id, or None."""
-    task = (
-        await db.execute(select(Task.retries, Task.spec).where(Task.id == task_id))
-    ).one()
+    task = (await db.execute(select(Task.retries, Task.spec).where(Task.id == task_id))).one()
     if not task.retries:
         return None
     used = await db.scalar(

@@ -149,6 +149,8 @@ async def filter_conditions(
         conditions.append(Task.command_line.ilike(f"%{escaped}%", escape="\\"))
     if f.uuids:
         conditions.append(Task.uuid.in_(f.uuids))
+    if f.array is not None:
+        conditions.append(Task.array_id == f.array)
     return conditions
 
 
@@ -224,6 +226,9 @@ def task_info(row, *, verbose: bool, attempts: list[AttemptInfo] | None = None) 
         rerun_of=row.rerun_of_uuid,
         env=spec.get("env", {}) if verbose else None,
         attempts=attempts,
+        retry_delay=spec.get("retry_delay"),
+        array_limit=task.array_limit,
+        downstream_error=spec.get("downstream_error"),
     )
 
 
@@ -257,7 +262,11 @@ async def get_task(db: AsyncSession, principal: Principal, task_uuid: uuid.UUID)
     if row is None:
         raise hidden_task(task_uuid)
     await require_task_role(db, principal, task_uuid, row.Task.group_id, Role.READ)
-    return task_info(row, verbose=True, attempts=await attempt_history(db, row.Task.id))
+    info = task_info(row, verbose=True, attempts=await attempt_history(db, row.Task.id))
+    info.downstream = list(
+        await db.scalars(select(Task.uuid).where(Task.upstream_id == row.Task.id).order_by(Task.id))
+    )
+    return info
 
 
 # --- pages ----------------------------------------------------------------------------------

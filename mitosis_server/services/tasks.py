@@ -33,7 +33,7 @@ from mitosis_sdk.schemas import (
 from mitosis_sdk.schemas.limits import timeout_seconds
 from mitosis_server.db.models import Group, Task, TaskLabel, TaskTag, Worker, utcnow
 from mitosis_server.errors import DomainError, conflict
-from mitosis_server.services import publishing, workflows
+from mitosis_server.services import explain, publishing, workflows
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.groups import require_role
 from mitosis_server.services.task_queries import (
@@ -109,9 +109,7 @@ async def submit_tasks(
     accepted: dict[int, list[int]] = defaultdict(list)
     for index, spec in enumerate(specs):
         group = groups[spec.group or principal.username]
-        error = (
-            group if isinstance(group, DomainError) else workflows.dependency_error(spec, found)
-        )
+        error = group if isinstance(group, DomainError) else workflows.dependency_error(spec, found)
         if error is not None:
             error = _in_batch(index, error) if batch else error
             if all_or_nothing:
@@ -189,6 +187,7 @@ async def submit_task(
         wakeups=wakeups,
         batch=False,
     )
+    result.warning = await explain.submit_warning(db, result.uuid)
     return result
 
 

@@ -7,7 +7,13 @@ import uuid
 from argparse import Namespace
 from datetime import UTC, datetime, timedelta
 
-from mitosis_sdk.schemas import ArtifactType, Resource, TaskState
+from mitosis_sdk.schemas import (
+    ArtifactType,
+    Dependency,
+    DependencyCondition,
+    Resource,
+    TaskState,
+)
 from mitosis_sdk.units import parse_duration
 from mitosis_tui.commands.parsing import Parser, parse_uuid, split_list
 from mitosis_tui.commands.session import UsageError
@@ -74,6 +80,7 @@ def task_filter(args: Namespace) -> dict:
         "finished_after": parse_moment(args.finished_after),
         "finished_before": parse_moment(args.finished_before),
         "text": args.text,
+        "array": parse_uuid(args.array) if args.array else None,
     }
 
 
@@ -113,11 +120,50 @@ def add_filter_options(p) -> None:
     p.add_argument("-p", "--priority", metavar="OP", help="priority: =0, >=5, <0 …")
     p.add_argument("--worker", metavar="UUID", help="ran (or runs) on this worker")
     p.add_argument("--text", help="the command line contains this")
+    p.add_argument("--array", metavar="ID", help="the tasks of this array (tasks submit --array)")
     for edge in ("created", "finished"):
         for side in ("after", "before"):
             p.add_argument(
                 f"--{edge}-{side}", metavar="TIME", help="ISO time, or a duration ago (2h)"
             )
+
+
+DEPENDENCY_OPTIONS = {
+    "after": "after",
+    "after_ok": "afterok",
+    "after_not_ok": "afternotok",
+    "after_any": "afterany",
+}
+
+
+def workflow_fields(args: Namespace) -> dict:
+    """Dependencies (T6) and retries (T8) of ``tasks submit``."""
+    fields: dict = {}
+    depends_on = [
+        Dependency(task=parse_uuid(u), condition=DependencyCondition(condition))
+        for option, condition in DEPENDENCY_OPTIONS.items()
+        for u in split_list(getattr(args, option))
+    ]
+    if depends_on:
+        fields["depends_on"] = depends_on
+    if args.retries is not None:
+        fields["retries"] = args.retries
+    if args.retry_delay is not None:
+        fields["retry_delay"] = args.retry_delay
+    return fields
+
+
+def workflow_options(p) -> None:
+    for option, condition in DEPENDENCY_OPTIONS.items():
+        flag = "--" + option.replace("_", "-")
+        p.add_argument(
+            flag, action="append", metavar="UUID", help=f"wait for these tasks ({condition})"
+        )
+    p.add_argument("--retries", type=int, help="retry a failure (exit≠0, timeout) N times")
+    p.add_argument("--retry-delay", metavar="D", help="first retry after D, doubling (e.g. 30s)")
+    p.add_argument(
+        "--array", metavar="SPEC", help="one task per index: 0-99, 0-99:2, 1,5,7; %%N throttle"
+    )
 
 
 def spec_options(p, *, submit: bool) -> None:

@@ -28,9 +28,10 @@ from mitosis_sdk.schemas import (
     TaskSort,
     TaskSpec,
     TaskState,
+    parse_array,
 )
 from mitosis_sdk.units import format_duration
-from mitosis_tui.commands import live
+from mitosis_tui.commands import live, task_workflows
 from mitosis_tui.commands.parsing import build, parse_uuid, split_list
 from mitosis_tui.commands.session import CommandSession, UsageError
 from mitosis_tui.commands.task_options import (
@@ -40,6 +41,8 @@ from mitosis_tui.commands.task_options import (
     spec_fields,
     spec_options,
     task_filter,
+    workflow_fields,
+    workflow_options,
 )
 
 STATE_SYMBOLS = {
@@ -122,6 +125,13 @@ TASK_FIELDS = [
     ("finished", lambda t: t.finished_at),
     ("cancelled by", lambda t: t.cancelled_by),
     ("attempts", lambda t: "; ".join(_attempt(a) for a in t.attempts or []) or None),
+    ("depends on", lambda t: [f"{d.condition}:{d.task}" for d in t.depends_on]),
+    ("retries", lambda t: t.retries),
+    ("array", lambda t: f"{t.array_id} [{t.array_index}]" if t.array_id else None),
+    ("upstream", lambda t: t.upstream),
+    ("downstream", lambda t: t.downstream),
+    ("downstream error", lambda t: t.downstream_error),
+    ("rerun of", lambda t: t.rerun_of),
 ]
 
 
@@ -134,9 +144,20 @@ def _resource_text(resource: Resource) -> str:
 async def submit(s: CommandSession, args: Namespace) -> None:
     if not args.command:
         raise UsageError("give the command after `--`: tasks submit [options] -- CMD ARGS…")
-    fields = spec_fields(args)
+    fields = {**spec_fields(args), **workflow_fields(args)}
     spec = build(TaskSpec, group=args.group, labels=split_list(args.labels), **fields)
+    if args.array is not None:
+        try:
+            parse_array(args.array)
+        except ValueError as exc:
+            raise UsageError(f"--{exc}") from None
+        array = await s.call(lambda c: c.submit_array(spec, args.array))
+        s.out.line(str(array.array_id))
+        s.out.done(f"submitted array {array.array_id}: {array.count} task(s)", array)
+        return
     task = await s.call(lambda c: c.submit_task(spec))
+    if task.warning:
+        s.out.info(f"warning: {task.warning}")
     s.out.line(str(task.uuid))
     s.out.done(f"submitted task {task.uuid} ({task.group} #{task.seq})", task)
 
@@ -280,6 +301,7 @@ def register(commands) -> None:
     p.add_argument("-g", "--group", help="target group (default: your personal group)")
     p.add_argument("-l", "--labels", action="append", help="labels (comma-separated)")
     spec_options(p, submit=True)
+    workflow_options(p)
     p.set_defaults(handler=submit)
 
     p = tasks.add_parser("submit-many", help="submit task specs from a JSON file")
@@ -335,3 +357,5 @@ def register(commands) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
     p.set_defaults(handler=live.logs)
+
+    task_workflows.register(tasks)

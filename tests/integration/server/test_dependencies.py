@@ -91,9 +91,7 @@ async def test_after_starts_the_dependent_while_the_upstream_runs(alice, transpo
     assert await state(alice, server) == "running"
 
 
-async def test_a_chain_of_three_runs_in_order_and_a_cancel_fails_it_transitively(
-    alice, transport
-):
+async def test_a_chain_of_three_runs_in_order_and_a_cancel_fails_it_transitively(alice, transport):
     """a → b → c run in order; cancelling the head of another chain fails all afterok
     dependents below it (T9)."""
     a = await alice.submit_task(spec("a"))
@@ -167,9 +165,7 @@ async def test_bad_dependency_input_is_refused():
             msgspec.convert({"command": ["x"], "retries": retries}, TaskSpec)
 
 
-async def test_a_task_failing_twice_then_succeeding_completes_with_three_attempts(
-    alice, transport
-):
+async def test_a_task_failing_twice_then_succeeding_completes_with_three_attempts(alice, transport):
     """retries=2: two failures requeue it, the third attempt's success is final (T8)."""
     task = await alice.submit_task(spec("flaky", retries=2))
     worker = await start_worker(alice, transport)

@@ -244,3 +244,41 @@ async def test_a_missing_resource_fails_the_task_with_resource_error(alice, star
     info = await wait_state(alice, task, {"failed", "completed"})
     assert info.reason == "resource_error"
     assert "missing.txt" in info.message
+
+
+async def test_downstream_tasks_written_to_mito_new_task_run_after(alice, start_worker):
+    """A task writes two specs to MITO_NEW_TASK: both are submitted, linked, and run."""
+    await start_worker(slots=2)
+    writer = (
+        'printf \'[{"command": ["true"]}, {"command": ["sh", "-c", '
+        '"test -n \\\\"$MITO_UPSTREAM_TASK_UUID\\\\""]}]\' > "$MITO_NEW_TASK"'
+    )
+    task = await submit(alice, "sh", "-c", writer)
+    info = await wait_state(alice, task, {"completed", "failed"})
+    assert info.state == "completed"
+    assert len(info.downstream) == 2
+    for child in info.downstream:
+        done = await wait_state(alice, child, {"completed", "failed"})
+        assert done.state == "completed"
+        assert done.upstream == task
+
+
+async def test_malformed_mito_new_task_is_recorded_not_fatal(alice, start_worker):
+    daemon = await start_worker()
+    task = await submit(alice, "sh", "-c", 'echo "{not json" > "$MITO_NEW_TASK"')
+    info = await wait_state(alice, task, {"completed", "failed"})
+    assert "downstream_submit_failed" in (info.downstream_error or "")
+    assert not daemon.stop.is_set()
+
+
+async def test_live_output_reaches_the_coordinator(alice, start_worker):
+    """stdout/stderr lines are shipped while the task runs (X5) and kept after it ends."""
+    await start_worker()
+    task = await submit(alice, "sh", "-c", "echo one; echo two >&2; echo three")
+    await wait_state(alice, task, {"completed"})
+    lines = [line async for line in alice.follow_logs(task, follow=False)]
+    assert sorted((line.stream, line.text) for line in lines) == [
+        ("stderr", "two"),
+        ("stdout", "one"),
+        ("stdout", "three"),
+    ]
