@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import JSONBody
+from litestar.params import FromQuery, JSONBody
 from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
@@ -136,8 +136,8 @@ class EventController(Controller):
         self,
         request: Request,
         principal: Caller,
-        cursor: str | None = None,
-        group: list[str] | None = None,
+        cursor: FromQuery[str | None] = None,
+        group: FromQuery[list[str] | None] = None,
     ) -> Stream:
         coordinator = _coordinator(request)
         bus = coordinator.events
@@ -163,8 +163,8 @@ class EventController(Controller):
         request: Request,
         principal: Caller,
         task_id: PathUUID,
-        follow: bool = False,
-        cursor: str | None = None,
+        follow: FromQuery[bool] = False,
+        cursor: FromQuery[str | None] = None,
     ) -> Stream:
         coordinator = _coordinator(request)
         bus = coordinator.events
