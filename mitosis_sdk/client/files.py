@@ -255,12 +255,24 @@ class FilesAPI(BaseClient):
         progress: Progress | None = None,
     ) -> ArtifactInfo:
         """Upload a local file as a task's artifact (needs ``write``; replaces one there)."""
+        return await self._upload_artifact(
+            f"/api/tasks/{task}/artifacts", kind, path, None, progress
+        )
+
+    async def _upload_artifact(
+        self,
+        base: str,
+        kind: ArtifactType | str,
+        path: str | Path,
+        attempt: int | None,
+        progress: Progress | None,
+    ) -> ArtifactInfo:
+        """Begin, send, complete (or abort) one artifact upload under ``base``."""
         path = Path(path)
-        base = f"/api/tasks/{task}/artifacts"
         ticket = await self.request(
             "POST",
             f"{base}/{_kind(kind)}/uploads",
-            body=ArtifactUploadBegin(size=path.stat().st_size),
+            body=ArtifactUploadBegin(size=path.stat().st_size, attempt=attempt),
             result=UploadTicket,
         )
         return await self._send(
@@ -302,25 +314,8 @@ class FilesAPI(BaseClient):
     ) -> ArtifactInfo:
         """Upload an artifact of the attempt this worker holds. Conflict (409) when the
         attempt was superseded or has ended; the upload is then aborted, nothing is kept."""
-        path = Path(path)
-        base = f"/api/workers/{worker}/tasks/{task}/artifacts"
-        ticket = await self.request(
-            "POST",
-            f"{base}/{_kind(kind)}/uploads",
-            body=ArtifactUploadBegin(size=path.stat().st_size, attempt=attempt),
-            result=UploadTicket,
-        )
-        return await self._send(
-            ticket,
-            path,
-            progress,
-            lambda parts: self.request(
-                "POST",
-                f"{base}/uploads/{ticket.id}/complete",
-                body=UploadComplete(parts=parts),
-                result=ArtifactInfo,
-            ),
-            lambda: self.request("DELETE", f"{base}/uploads/{ticket.id}"),
+        return await self._upload_artifact(
+            f"/api/workers/{worker}/tasks/{task}/artifacts", kind, path, attempt, progress
         )
 
     async def task_resources(self, worker: Task, task: Task, attempt: int) -> list[ResourceLink]:
