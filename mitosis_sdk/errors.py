@@ -20,6 +20,7 @@ The SDK turns that body back into a typed exception, so callers catch what they 
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 import msgspec
@@ -163,12 +164,26 @@ _CLASS_OF_STATUS: dict[int, type[ApiError]] = {
 }
 
 
+def _foreign_answer(status: int, body: bytes) -> str:
+    """One line for an answer that is not Mitosis's error shape: a proxy, or a wrong URL."""
+    text = body.decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title is not None:
+        text = title.group(1)
+    elif text.lstrip().startswith("<"):
+        text = "an HTML page"
+    summary = " ".join(text.split())[:120]
+    return (
+        f"the server answered HTTP {status} ({summary or 'no body'}), not as a Mitosis "
+        "coordinator would: is the URL right?"
+    )
+
+
 def error_from_body(status: int, body: bytes) -> ApiError:
     """The typed exception for an error response, tolerant of non-Mitosis bodies (proxies)."""
     cls = _CLASS_OF_STATUS.get(status, ServerError if status >= 500 else ApiError)
     try:
         parsed = msgspec.json.decode(body, type=ErrorBody)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        text = body.decode("utf-8", "replace").strip()[:200] or f"HTTP {status}"
-        return cls(f"the coordinator answered {status}: {text}", status=status)
+        return cls(_foreign_answer(status, body), status=status)
     return cls(parsed.message, code=parsed.error, details=parsed.details, status=status)

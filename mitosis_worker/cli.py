@@ -169,6 +169,8 @@ def configure_logging(settings: WorkerSettings) -> None:
         handlers=handlers,
         force=True,
     )
+    # httpx logs every request at INFO: thousands a second on a busy worker, and noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
