@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -134,6 +135,21 @@ async def authenticate(
             await asyncio.sleep(delay)
 
 
+def prepare_work_dir(work_dir: str) -> None:
+    """Make sure attempt directories can be created, before the worker takes any task.
+
+    A worker that cannot write there would register and then fail every task it takes;
+    refusing to start says what is wrong once, where the operator looks.
+    """
+    path = Path(work_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".probe-", dir=path):
+            pass
+    except OSError as exc:
+        raise ValueError(f"option 'work_dir': cannot use {work_dir}: {exc.strerror}") from None
+
+
 async def serve(settings: WorkerSettings) -> int:
     cache = CredentialCache()
     last = cache.last(settings.coordinator)
@@ -186,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             flags=flag_values(args, WorkerSettings),
         )
         settings.validate()
+        prepare_work_dir(settings.work_dir)
     except (ConfigError, ValueError) as exc:
         print(f"mitosis-worker: {exc}", file=sys.stderr)
         return 2
