@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from sqlalchemy.exc import IntegrityError
 
 from mitosis_sdk import __version__
+from mitosis_sdk.errors import ErrorCode
 from mitosis_server.api import (
     admin,
     artifacts,
@@ -42,6 +43,7 @@ from mitosis_server.api.guards import (
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.engine import create_engine, session_factory
 from mitosis_server.db.migrate import upgrade
+from mitosis_server.errors import DomainError
 from mitosis_server.events import create_event_bus
 from mitosis_server.jobs.files import FileSweeper
 from mitosis_server.jobs.liveness import LivenessMonitor
@@ -164,8 +166,9 @@ async def object_store(coordinator: Coordinator, store: ObjectStore) -> AsyncIte
 async def _first_admin(sessions, settings: CoordinatorSettings) -> tuple[bool, bool]:
     """Create the first admin if there is none; (created, default password in use).
 
-    Two coordinators starting at once on an empty database may both try: the loser's
-    insert hits the unique name, and it simply finds the winner's admin.
+    Two coordinators starting at once on an empty database may both try: the loser sees
+    the winner's name (a conflict) or hits the unique index, and finds the winner's admin
+    on its second look.
     """
     for _ in range(2):
         try:
@@ -177,9 +180,14 @@ async def _first_admin(sessions, settings: CoordinatorSettings) -> tuple[bool, b
                     settings.default_group_quota,
                     settings.default_storage_quota,
                 )
-        except IntegrityError:
+        except (IntegrityError, DomainError) as exc:
+            if isinstance(exc, DomainError) and exc.code != ErrorCode.CONFLICT:
+                raise
             log.info("admin.created_by_another_coordinator")
-    raise RuntimeError("could not create or find the first admin")
+    raise RuntimeError(
+        f"could not create or find the first admin {settings.admin_user!r}: is the name "
+        "taken by a group?"
+    )
 
 
 def create_app(settings: CoordinatorSettings) -> Litestar:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 
 import msgspec
-from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar import Litestar, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import IntegrityError
 
@@ -76,7 +84,47 @@ def _describe_validation(exc: ValidationException) -> tuple[str, dict | None]:
     return f"invalid request: {detail}", ({"problems": problems} if problems else None)
 
 
-def http_error(_: Request, exc: HTTPException) -> Response:
+def _uuid_routes(app: Litestar) -> list[tuple[re.Pattern[str], list[str]]]:
+    """Each route with a ``{name:uuid}`` parameter as a pattern that takes any segment there.
+
+    The router matches ``{task_id:uuid}`` only with a UUID, so ``/api/tasks/abc`` is "not
+    found" to it; these patterns tell that apart from a path that names nothing at all.
+    Built per call: only requests the router could not place pay for it.
+    """
+    routes = []
+    for route in app.routes:
+        names = [n for n, p in route.path_parameters.items() if p.type is uuid.UUID]
+        if names:
+            pattern = re.sub(r"\{(\w+):[^}]+\}", r"(?P<\1>[^/]+)", route.path)
+            routes.append((re.compile(f"{pattern}/?"), names))
+    return routes
+
+
+def _unrouted(request: Request) -> Response:
+    """A 404 from the router: a malformed UUID in a known path is the caller's typo (400)."""
+    path = request.url.path
+    for pattern, names in _uuid_routes(request.app):
+        match = pattern.fullmatch(path)
+        if match is None:
+            continue
+        for name in names:
+            value = match.group(name)
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                return _render(ErrorCode.INVALID_INPUT, f"{name}: {value!r} is not a UUID")
+    return _render(ErrorCode.NOT_FOUND, f"no such endpoint: {path} (the API is listed at /schema)")
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    if type(exc) is NotFoundException:  # only the router raises Litestar's own 404
+        return _unrouted(request)
+    if isinstance(exc, MethodNotAllowedException):
+        return _render(
+            ErrorCode.INVALID_INPUT,
+            f"{request.method} is not allowed on {request.url.path}",
+            status=405,
+        )
     if isinstance(exc, ValidationException):
         message, details = _describe_validation(exc)
         return _render(ErrorCode.INVALID_INPUT, message, details, 400)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mitosis_sdk.errors import ErrorCode
 from mitosis_sdk.schemas import GroupMembership, Role, UserInfo, UserState, WhoAmI
 from mitosis_sdk.units import apply_quota_change, parse_count_change
 from mitosis_server.db.models import Group, Membership, User
-from mitosis_server.errors import DomainError, conflict, forbidden, invalid, not_found
+from mitosis_server.errors import conflict, forbidden, invalid, not_found
 from mitosis_server.services.auth import Principal, revoke_all_sessions
 from mitosis_server.services.passwords import hash_password, verify_password
 
@@ -180,10 +179,9 @@ async def bootstrap_admin(
         admin = await db.scalar(select(User).where(User.name == name, User.is_admin.is_(True)))
         weak = admin is not None and await verify_password(admin.password_hash, password)
         return False, weak and password == "mitosis_admin"
-    try:
-        await create_user(
-            db, name, password, admin=True, group_quota=group_quota, storage_quota=storage_quota
-        )
-    except DomainError as exc:  # pragma: no cover - only with a hand-edited database
-        raise DomainError(ErrorCode.CONFLICT, f"cannot create the first admin: {exc}") from exc
+    # A conflict here means another coordinator created it since the count: the caller
+    # looks again in a new transaction.
+    await create_user(
+        db, name, password, admin=True, group_quota=group_quota, storage_quota=storage_quota
+    )
     return True, password == "mitosis_admin"
