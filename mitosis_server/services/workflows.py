@@ -26,8 +26,8 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from mitosis_sdk.schemas import (
@@ -37,6 +37,7 @@ from mitosis_sdk.schemas import (
     TaskSpec,
     TaskState,
 )
+from mitosis_server.db.dialects import bulk_insert
 from mitosis_server.db.models import Group, Task, TaskDependency
 from mitosis_server.errors import DomainError, invalid
 from mitosis_server.services.auth import Principal
@@ -77,7 +78,7 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
 
 
 async def check_dependencies(
-    db: AsyncSession, principal: Principal, specs: list[TaskSpec]
+    db: AsyncSession | AsyncConnection, principal: Principal, specs: list[TaskSpec]
 ) -> dict[uuid.UUID, int | DomainError]:
     """Map every upstream UUID named by ``specs`` to its task id, or to the error that
     refuses it (missing, or in a group the caller cannot read: both look the same)."""
@@ -120,12 +121,12 @@ async def add_dependencies(
     """Insert the dependency rows of new (pending) tasks. New tasks can only name tasks that
     already exist, so no cycle can form (dependencies are never edited afterwards)."""
     values = [
-        {"task_id": task_id, "upstream_id": found[d.task], "condition": d.condition.value}
+        (task_id, found[d.task], d.condition.value)
         for task_id, spec in rows
         for d in spec.depends_on
     ]
-    if values:
-        await db.execute(insert(TaskDependency), values)
+    columns = ("task_id", "upstream_id", "condition")
+    await bulk_insert(db, TaskDependency.__table__, columns, values)
 
 
 def _message_for(upstream_uuid, condition: str, upstream_state: str) -> str:
