@@ -15,8 +15,10 @@ hottest write:
 3. *insert*: the tasks, their tag, label and dependency rows as one bulk statement each
    (``dialects.bulk_insert``); what a spec contributes to its rows is computed once per spec,
    so an array of 10,000 encodes its spec once;
-4. dependencies settled (T6), the no-worker warning for a single submit (T12), and the
-   events and worker wake-ups queued for after the commit, built from what was inserted.
+   A task with dependencies is inserted in the state its share-locked upstreams give it
+   (T6: ``pending``, or already ``ready`` / ``failed``), so no settling pass follows;
+4. the no-worker warning for a single submit (T12), and the events and worker wake-ups
+   queued for after the commit, built from what was inserted.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import shlex
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from mitosis_sdk.schemas import Role, TaskSpec, TaskState, TaskSubmitted
+from mitosis_sdk.schemas import Role, TaskReason, TaskSpec, TaskState, TaskSubmitted
 from mitosis_server.db.dialects import bulk_insert, numbering, reserve_numbers
 from mitosis_server.db.models import Group, Membership, Task, TaskLabel, TaskTag, utcnow
 from mitosis_server.errors import DomainError
@@ -44,6 +47,9 @@ from mitosis_server.services.wakeups import Wakeups, notify_after_commit
 # What a spec gives every one of its rows, then what varies per row (``extra`` included).
 SPEC_COLUMNS = (
     "state",
+    "reason",
+    "message",
+    "finished_at",
     "priority",
     "command",
     "command_line",
@@ -79,7 +85,9 @@ def _in_batch(index: int, error: DomainError) -> DomainError:
     return DomainError(error.code, f"tasks[{index}]: {error.message}", details)
 
 
-def _spec_values(spec: TaskSpec, attempts: int) -> tuple:
+def _spec_values(
+    spec: TaskSpec, attempts: int, state: TaskState, message: str | None, now: datetime
+) -> tuple:
     """``SPEC_COLUMNS`` for a spec's rows (JSON columns encoded)."""
     stored = {
         "env": spec.env,
@@ -88,8 +96,12 @@ def _spec_values(spec: TaskSpec, attempts: int) -> tuple:
         "depends_on": spec.depends_on,
         "retry_delay": spec.retry_delay,
     }
+    failed = state == TaskState.FAILED
     return (
-        (TaskState.PENDING if spec.depends_on else TaskState.READY).value,
+        state.value,
+        TaskReason.DEPENDENCY_NEVER_SATISFIED.value if failed else None,
+        message,
+        now if failed else None,
         spec.priority,
         _encode(spec.command).decode(),
         shlex.join(spec.command),
@@ -157,7 +169,8 @@ async def submit_tasks(
 
     With ``all_or_nothing`` the first error is raised instead and nothing is inserted.
     ``extra`` (one dict per spec) sets workflow columns: array id/index/limit, upstream,
-    rerun_of. Tasks with dependencies start ``pending`` and are settled at once (T6).
+    rerun_of. A task with dependencies starts ``pending``, or ``ready`` / ``failed`` when its
+    upstreams already decided it (T6).
     ``warn`` adds the T12 warning to the answers (single submissions).
     """
     results: list[TaskSubmitted | DomainError | None] = [None] * len(specs)
@@ -214,13 +227,17 @@ async def _insert(
     """Insert the accepted specs (``seqs``: index → group id and number), in submission order
     so ids keep FIFO among equals (S2), and fill their answers in ``results``."""
     now = utcnow()
+    named = [found[d.task] for i in seqs for d in specs[i].depends_on]
+    upstreams = await workflows.lock_upstreams(db, named) if named else {}
     per_spec: dict[int, tuple] = {}
     rows, uuids = [], {}
     for index in sorted(seqs):
         spec = specs[index]
         values = per_spec.get(id(spec))
         if values is None:
-            values = per_spec[id(spec)] = _spec_values(spec, max_attempts)
+            state, message = workflows.initial_state(spec, found, upstreams)
+            values = _spec_values(spec, max_attempts, state, message, now)
+            per_spec[id(spec)] = values
         task_uuid = uuid.uuid4()
         uuids[task_uuid] = index
         more = _NO_EXTRA if extra is None else tuple(extra[index].get(c) for c in EXTRA_COLUMNS)
@@ -238,13 +255,8 @@ async def _insert(
     labels = [(ids[i], label) for i in sorted(ids) for label in specs[i].labels]
     await bulk_insert(db, TaskTag.__table__, ("task_id", "tag"), tags)
     await bulk_insert(db, TaskLabel.__table__, ("task_id", "label"), labels)
-    pending = {ids[i]: i for i in sorted(ids) if specs[i].depends_on}
-    if pending:
-        await workflows.add_dependencies(db, [(t, specs[i]) for t, i in pending.items()], found)
-        await workflows.settle(db, now, task_ids=list(pending))
-        states = await db.execute(select(Task.id, Task.state).where(Task.id.in_(list(pending))))
-        for task_id, state in states:
-            results[pending[task_id]].state = TaskState(state)
+    waiting = [(ids[i], specs[i]) for i in sorted(ids) if specs[i].depends_on]
+    await workflows.add_dependencies(db, waiting, found)
 
 
 async def submit_task(

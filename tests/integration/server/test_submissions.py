@@ -8,11 +8,12 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mitosis_sdk import errors
 from mitosis_sdk.schemas import Dependency, Member, Role, TaskQuery, TaskState
-from mitosis_server.db.models import Task, TaskLabel, TaskTag
+from mitosis_server.db.models import Task, TaskLabel, TaskTag, utcnow
+from mitosis_server.services import workflows
 from tests.integration.server.fleet import spec, start_worker
 
 
@@ -142,3 +143,27 @@ async def test_single_submit_warns_only_when_no_live_worker_could_take_it(alice,
     warned = await alice.submit_task(spec("x", tags=["gpu"]))
     assert warned.warning.startswith("NoWorker")
     assert "missing_tags" in warned.warning
+
+
+async def test_a_dependent_submitted_while_its_upstream_ends_is_never_left_pending(
+    alice, app, transport
+):
+    """The upstream's ending transaction is open — task marked completed, dependents settled,
+    not yet committed — while a dependent is submitted: the submission waits for that commit
+    and starts the dependent ready, instead of reading the old state after the settle has
+    passed it by (which would leave it pending for ever, T6)."""
+    upstream = await alice.submit_task(spec("up"))
+    worker = await start_worker(alice, transport)
+    assert (await worker.fetch_one()).task == upstream.uuid
+    async with app.state.coordinator.sessions() as db:
+        task_id = await db.scalar(select(Task.id).where(Task.uuid == upstream.uuid))
+        await db.execute(update(Task).where(Task.id == task_id).values(state="completed"))
+        await workflows.settle(db, utcnow(), upstream_ids=[task_id])
+        submitting = asyncio.create_task(
+            alice.submit_task(spec("down", depends_on=[Dependency(task=upstream.uuid)]))
+        )
+        await asyncio.sleep(0.3)  # the submission reaches the upstream and waits
+        await db.commit()
+    submitted = await asyncio.wait_for(submitting, 30)
+    assert submitted.state == TaskState.READY
+    assert (await alice.get_task(submitted.uuid)).state == TaskState.READY
