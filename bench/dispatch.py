@@ -230,7 +230,7 @@ ROWS = [
     ("submit, single requests, 4 clients", "submit_single_per_s", "tasks/s"),
     ("coordinator CPU per single submit", "submit_single_cpu_ms", "ms"),
     ("submit, batches of 1,000", "submit_batch_per_s", "tasks/s"),
-    ("coordinator CPU per task in batches", "submit_batch_cpu_ms", "ms"),
+    ("coordinator CPU per task in batches", "submit_batch_cpu_us", "µs"),
     ("claim+report, 2 claimers × 1 task", "claim_report_per_s", "tasks/s"),
     ("claim+report, 2 claimers × 8 tasks per fetch", "claim8_report_per_s", "tasks/s"),
     ("filtered query page p50 (group + state=failed)", "query_failed_p50_ms", "ms"),

@@ -103,6 +103,7 @@ async def submit_throughput(urls: list[str], singles: int, batches: int) -> dict
         "submit_single_load": single["load"],
         "submit_batch_per_s": n_batch / batch["wall"],
         "submit_batch_cpu_ms": batch["cpu"] / n_batch * 1000,
+        "submit_batch_cpu_us": batch["cpu"] / n_batch * 1e6,
         "submit_batch_load": batch["load"],
     }
 
