@@ -26,7 +26,6 @@ rename and the answer.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import os
@@ -50,6 +49,15 @@ from mitosis_server.storage.base import (
     UploadIncomplete,
     check_key,
 )
+from mitosis_server.storage.local_files import (
+    PartBusy,
+    SizeMismatch,
+    drop_markers,
+    install,
+    join_parts,
+    lock_part,
+    write_body,
+)
 
 __all__ = [
     "ROUTE",
@@ -63,24 +71,10 @@ __all__ = [
 
 ROUTE = "/objects"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
-_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
-WRITE_SIZE = 4 * 2**20  # bytes gathered per write (one thread hop)
 
 
 class InvalidGrant(StorageError):
     """A URL that is not one we signed, was altered, or has expired."""
-
-
-class PartBusy(StorageError):
-    """Another request is receiving the same part of a multipart upload right now."""
-
-
-class SizeMismatch(StorageError):
-    """The body is longer (``too_long``) or shorter than the size the URL was signed for."""
-
-    def __init__(self, message: str, *, too_long: bool) -> None:
-        super().__init__(message)
-        self.too_long = too_long
 
 
 @dataclass(frozen=True)
@@ -247,12 +241,12 @@ class LocalStore(ObjectStore):
         try:
             fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                await _write_body(fd, 0, grant.size, chunks)
+                await write_body(fd, 0, grant.size, chunks)
                 await anyio.to_thread.run_sync(os.fsync, fd)
             finally:
                 os.close(fd)
             target = self.object_path(grant.bucket, grant.key)
-            await anyio.to_thread.run_sync(_install, scratch, target, True)
+            await anyio.to_thread.run_sync(install, scratch, target, True)
         finally:
             await anyio.Path(scratch).unlink(missing_ok=True)
         return f'"{secrets.token_hex(16)}"'
@@ -262,14 +256,14 @@ class LocalStore(ObjectStore):
         if grant.part is None or grant.offset is None:
             raise InvalidGrant("this URL lacks its part terms")
         try:
-            lock = await anyio.to_thread.run_sync(_lock_part, folder, grant.part)
+            lock = await anyio.to_thread.run_sync(lock_part, folder, grant.part)
         except FileNotFoundError:
             raise UploadIncomplete(f"no multipart upload {grant.upload_id!r}") from None
         try:
-            await anyio.to_thread.run_sync(_drop_markers, folder, grant.part)
+            await anyio.to_thread.run_sync(drop_markers, folder, grant.part)
             fd = os.open(folder / "data", os.O_WRONLY)
             try:
-                await _write_body(fd, grant.offset, grant.size, chunks)
+                await write_body(fd, grant.offset, grant.size, chunks)
                 await anyio.to_thread.run_sync(os.fdatasync, fd)
             finally:
                 os.close(fd)
@@ -301,7 +295,7 @@ class LocalStore(ObjectStore):
             or numbers[-1] > MAX_PARTS
         ):
             raise UploadIncomplete("parts must be listed once each, in ascending order")
-        size = await anyio.to_thread.run_sync(_join, folder, list(parts), target)
+        size = await anyio.to_thread.run_sync(join_parts, folder, list(parts), target)
         await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
         return size
 
@@ -321,90 +315,3 @@ class LocalStore(ObjectStore):
     async def delete(self, bucket: BucketKind, keys: Iterable[str]) -> None:
         for path in [self.object_path(bucket, key) for key in keys]:
             await anyio.Path(path).unlink(missing_ok=True)
-
-
-async def _write_body(fd: int, offset: int, size: int, chunks: AsyncIterable[bytes]) -> None:
-    """Write exactly ``size`` bytes of ``chunks`` at ``offset`` of ``fd``, WRITE_SIZE at a
-    time; SizeMismatch the moment the body passes ``size``, or at its end when short."""
-    buffer = bytearray()
-    received = 0
-    async for chunk in chunks:
-        received += len(chunk)
-        if received > size:
-            raise SizeMismatch(
-                f"the body is longer than the {size} bytes this URL allows", too_long=True
-            )
-        buffer += chunk
-        if len(buffer) >= WRITE_SIZE:
-            await anyio.to_thread.run_sync(_write_all, fd, buffer, offset)
-            offset += len(buffer)
-            buffer.clear()
-    if received < size:
-        raise SizeMismatch(
-            f"the body has {received} of the {size} bytes this URL expects", too_long=False
-        )
-    if buffer:
-        await anyio.to_thread.run_sync(_write_all, fd, buffer, offset)
-
-
-def _write_all(fd: int, data: bytearray, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-
-
-def _lock_part(folder: Path, number: int) -> int:
-    """Hold part ``number``'s lock (across processes); StorageError when another request is
-    receiving it right now. FileNotFoundError when the upload is gone."""
-    fd = os.open(folder / f"{number:05d}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise PartBusy(f"part {number} is being received by another request") from None
-    return fd
-
-
-def _drop_markers(folder: Path, number: int) -> None:
-    for marker in folder.glob(f"{number:05d}-*"):
-        marker.unlink(missing_ok=True)
-
-
-def _join(folder: Path, parts: list[CompletedPart], target: Path) -> int:
-    """Check that ``parts`` are stored with these ETags and cover the object from byte 0
-    without a hole, then install the data file, cut to their end; returns its size."""
-    end = 0
-    locks = []
-    try:
-        for part in parts:
-            locks.append(_lock_part(folder, part.number))
-            match = _ETAG.fullmatch(part.etag)
-            marker = folder / f"{part.number:05d}-{match[1] if match else ''}"
-            try:
-                offset, size = (int(v) for v in marker.read_text().split())
-            except (FileNotFoundError, ValueError):
-                raise UploadIncomplete(
-                    f"part {part.number} is missing or has another ETag"
-                ) from None
-            if offset != end:
-                raise UploadIncomplete(f"part {part.number} does not follow the part before it")
-            end = offset + size
-        data = folder / "data"
-        with data.open("r+b") as file:
-            file.truncate(end)
-            os.fsync(file.fileno())
-        _install(data, target, True)
-    except PartBusy as exc:
-        raise UploadIncomplete(str(exc)) from None
-    finally:
-        for lock in locks:
-            os.close(lock)
-    return end
-
-
-def _install(scratch: Path, target: Path, make_parent: bool) -> None:
-    """Move a finished file into place atomically (a part's folder must still exist)."""
-    if make_parent:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(scratch, target)
