@@ -6,7 +6,8 @@ Figures, each printed as one Markdown table row per backend:
 * idle dispatch latency: a worker long-polls (``wait`` 30 s); N sequential submissions; the
   time from sending the submit to the worker holding the task (and from the submit's reply
   to the claim), p50 and p99;
-* submit throughput: single submissions from 4 concurrent clients, and batches of 1,000;
+* submit throughput: single submissions from 4 concurrent clients, and batches of 1,000,
+  with the coordinator's CPU per task (``bench.submit``, which also runs them alone);
 * claim+report throughput: 2 no-op claimers (1 slot each: fetch one, report it, repeat), and
   for comparison 2 claimers taking 8 at a time;
 * with many finished tasks in the database: a filtered query page (p50), then the figures
@@ -29,8 +30,9 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench.servers import coordinators, fresh_database
+from bench.submit import submit_throughput
 from mitosis_sdk.client import AsyncClient
-from mitosis_sdk.schemas import TaskFilter, TaskQuery, TaskSpec, TaskState
+from mitosis_sdk.schemas import TaskQuery, TaskSpec, TaskState
 from mitosis_server.db.engine import create_engine
 
 ADMIN = ("mitosis_admin", "mitosis_admin")
@@ -91,27 +93,6 @@ async def idle_latency(urls: list[str], n: int) -> dict:
         "accepted_p50_ms": percentile(accepted_to_claim, 50),
         "accepted_p99_ms": percentile(accepted_to_claim, 99),
     }
-
-
-async def submit_throughput(urls: list[str], singles: int, batches: int) -> dict:
-    clients = [await _client(urls[i % len(urls)]) for i in range(4)]
-    spec = TaskSpec(command=["true"])
-
-    async def submit_many(client: AsyncClient, count: int) -> None:
-        for _ in range(count):
-            await client.submit_task(spec)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(submit_many(c, singles // 4) for c in clients))
-    single_rate = singles / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for _ in range(batches):
-        await clients[0].submit_tasks([spec] * 1000)
-    batch_rate = batches * 1000 / (time.perf_counter() - started)
-    await clients[0].cancel_tasks(task_filter=TaskFilter(states=[TaskState.READY]))
-    for client in clients:
-        await client.aclose()
-    return {"submit_single_per_s": single_rate, "submit_batch_per_s": batch_rate}
 
 
 async def claim_throughput(urls: list[str], tasks: int, per_fetch: int) -> float:
@@ -247,7 +228,9 @@ ROWS = [
     ("idle dispatch latency p50 (submit accepted → claimed)", "accepted_p50_ms", "ms"),
     ("idle dispatch latency p99 (submit accepted → claimed)", "accepted_p99_ms", "ms"),
     ("submit, single requests, 4 clients", "submit_single_per_s", "tasks/s"),
+    ("coordinator CPU per single submit", "submit_single_cpu_ms", "ms"),
     ("submit, batches of 1,000", "submit_batch_per_s", "tasks/s"),
+    ("coordinator CPU per task in batches", "submit_batch_cpu_us", "µs"),
     ("claim+report, 2 claimers × 1 task", "claim_report_per_s", "tasks/s"),
     ("claim+report, 2 claimers × 8 tasks per fetch", "claim8_report_per_s", "tasks/s"),
     ("filtered query page p50 (group + state=failed)", "query_failed_p50_ms", "ms"),

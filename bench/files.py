@@ -1,7 +1,7 @@
 """Files benchmark: one large artifact up and down, through S3 presigned URLs and through the
 local object store, with the coordinator's memory and CPU watched from outside.
 
-    .venv/bin/python -m bench.files                      # 1 GiB, both backends
+    .venv/bin/python -m bench.files                      # 1 GiB: S3, local, and the sink
     .venv/bin/python -m bench.files --size 256MiB --backends local --json
 
 Real processes on loopback only: ``moto_server`` plays S3 (a separate process, so its memory
@@ -13,8 +13,10 @@ memory (peak) and CPU (average, in percent of one core).
 
 What to expect: with S3 the coordinator only signs URLs and completes the upload, so its RSS
 stays flat and its CPU near zero while bytes flow; with the local store it streams every byte
-to or from disk itself, so the numbers measure its throughput. Every process started here is
-stopped by pid before the benchmark returns.
+to or from disk itself, so the numbers measure its throughput. The ``sink`` backend is the
+ceiling on this machine: a bare uvicorn app (``bench/sink.py``) that only writes and fsyncs
+what it receives and streams it back, sent the same parts by the same client code. Every
+process started here is stopped by pid before the benchmark returns.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ import httpx
 import psutil
 
 from mitosis_sdk.client import AsyncClient
-from mitosis_sdk.schemas import ArtifactType, TaskSpec
+from mitosis_sdk.schemas import ArtifactType, MultipartPlan, PartUpload, TaskSpec, Upload
+from mitosis_sdk.transfers import get_file, put_file
 from mitosis_sdk.units import format_size, parse_size
 
 BIN = Path(sys.executable).parent
@@ -54,6 +57,7 @@ class Transfer:
     mb_per_s: float  # 10^6 bytes per second, as disks and networks are quoted
     coordinator_peak_rss_mb: float
     coordinator_cpu_percent: float
+    client_cpu_percent: float  # this process: the SDK's transfer helpers
 
 
 @dataclass
@@ -121,6 +125,7 @@ class Sampler:
     async def watch(self):
         self.peak_rss = self.rss()
         cpu = self.process.cpu_times()
+        client = time.process_time()
         started = time.monotonic()
         self._task = asyncio.create_task(self._run())
         measured: dict = {}
@@ -133,7 +138,12 @@ class Sampler:
             elapsed = time.monotonic() - started
             after = self.process.cpu_times()
             used = (after.user - cpu.user) + (after.system - cpu.system)
-            measured.update(seconds=elapsed, cpu=100 * used / elapsed if elapsed else 0.0)
+            mine = time.process_time() - client
+            measured.update(
+                seconds=elapsed,
+                cpu=100 * used / elapsed if elapsed else 0.0,
+                client_cpu=100 * mine / elapsed if elapsed else 0.0,
+            )
             self.peak_rss = max(self.peak_rss, self.rss())
 
 
@@ -160,7 +170,35 @@ def _transfer(size: int, measured: dict, sampler: Sampler) -> Transfer:
         mb_per_s=round(size / measured["seconds"] / 1e6, 1),
         coordinator_peak_rss_mb=round(sampler.peak_rss / 2**20, 1),
         coordinator_cpu_percent=round(measured["cpu"], 1),
+        client_cpu_percent=round(measured["client_cpu"], 1),
     )
+
+
+PART_SIZE = 64 * 2**20  # the coordinator's default part size, for the sink's plan
+
+
+async def _sink_transfers(url: str, size: int, source: Path, target: Path, sampler: Sampler):
+    """The same parts, four at a time, to the bare sink; then all of it back in one GET."""
+    parts = [
+        PartUpload(
+            number=n + 1,
+            offset=offset,
+            size=min(PART_SIZE, size - offset),
+            url=f"{url}/part{n + 1}",
+            headers={"Content-Length": str(min(PART_SIZE, size - offset))},
+        )
+        for n, offset in enumerate(range(0, size, PART_SIZE))
+    ]
+    plan = Upload(expires_at=0, multipart=MultipartPlan("sink", PART_SIZE, parts))
+    async with httpx.AsyncClient(timeout=600) as http:
+        async with sampler.watch() as measured:
+            await put_file(http, plan, source)
+        upload = _transfer(size, measured, sampler)
+        names = ",".join(f"part{part.number}" for part in parts)
+        async with sampler.watch() as measured:
+            await get_file(http, f"{url}/{names}", target, size=size)
+        download = _transfer(size, measured, sampler)
+    return upload, download
 
 
 async def run_backend(backend: str, size: int, work: Path, verify: bool) -> Result:
@@ -199,6 +237,12 @@ async def run_backend(backend: str, size: int, work: Path, verify: bool) -> Resu
                 S3_KEYS[1],
             ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MITO_")}
+        if backend == "sink":
+            sink_dir = work / "sink"
+            sink_dir.mkdir(exist_ok=True)
+            env["SINK_DIR"] = str(sink_dir)
+            command = [str(BIN / "uvicorn"), "bench.sink:app", "--port", str(port)]
+            command += ["--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
         coordinator = await asyncio.create_subprocess_exec(
             *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
         )
@@ -209,6 +253,12 @@ async def run_backend(backend: str, size: int, work: Path, verify: bool) -> Resu
         if not source.exists() or source.stat().st_size != size:
             make_file(source, size)
         target = work / f"copy-{backend}.bin"
+        if backend == "sink":
+            idle = sampler.rss()
+            upload, download = await _sink_transfers(url, size, source, target, sampler)
+            verified = (not verify) or sha256(source) == sha256(target)
+            target.unlink()
+            return Result(backend, size, round(idle / 2**20, 1), upload, download, verified)
         async with AsyncClient(url, timeout=600) as mito:
             await mito.login(*ADMIN)
             task = await mito.submit_task(TaskSpec(command=["true"]))
@@ -237,16 +287,17 @@ async def run_backend(backend: str, size: int, work: Path, verify: bool) -> Resu
 def markdown(results: list[Result]) -> str:
     lines = [
         "| backend | size | direction | time | throughput | coordinator peak RSS"
-        " | coordinator CPU |",
-        "|---|---|---|---|---|---|---|",
+        " | coordinator CPU | client CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for name, t in (("upload", r.upload), ("download", r.download)):
             lines.append(
                 f"| {r.backend} | {format_size(r.size)} | {name} | {t.seconds:.1f} s |"
                 f" {t.mb_per_s:.0f} MB/s | {t.coordinator_peak_rss_mb:.0f} MiB |"
-                f" {t.coordinator_cpu_percent:.0f}% |"
+                f" {t.coordinator_cpu_percent:.0f}% | {t.client_cpu_percent:.0f}% |"
             )
+    lines.append(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     for r in results:
         lines.append(
             f"\n{r.backend}: idle RSS {r.coordinator_idle_rss_mb:.0f} MiB; peak under 150 MB:"
@@ -260,7 +311,9 @@ async def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.files", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--size", default="1GiB", help="file size (default 1GiB)")
-    parser.add_argument("--backends", default="s3,local", help="s3, local or both (default)")
+    parser.add_argument(
+        "--backends", default="s3,local,sink", help="any of s3, local, sink (default: all)"
+    )
     parser.add_argument("--no-verify", action="store_true", help="skip the SHA-256 comparison")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)

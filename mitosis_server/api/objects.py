@@ -4,7 +4,7 @@ Only mounted when the coordinator stores objects in a local directory (with S3 t
 reach us). The signature in the URL is the authorisation, so these paths bypass token
 authentication. Bodies are never held in memory: a PUT goes chunk by chunk into a scratch file
 and is refused the moment it passes the declared size (413) or when it ends short (400); a GET
-is sent from the file in chunks. The key is read from the raw request path, because the
+is sent from the file in 4 MiB chunks. The key is read from the raw request path, because the
 decoded path the router sees has already had ``//`` and ``.`` segments folded away.
 """
 
@@ -20,11 +20,19 @@ from litestar.response import File
 from mitosis_sdk.errors import ErrorCode
 from mitosis_server.errors import DomainError, invalid
 from mitosis_server.storage.base import BucketKind, UploadIncomplete, check_key, content_disposition
-from mitosis_server.storage.local import ROUTE, Grant, InvalidGrant, LocalStore, SizeMismatch
+from mitosis_server.storage.local import (
+    ROUTE,
+    Grant,
+    InvalidGrant,
+    LocalStore,
+    PartBusy,
+    SizeMismatch,
+)
 
 __all__ = ["create_router"]
 
 _PATH = "/{bucket:str}/{key:path}"
+DOWNLOAD_CHUNK = 4 * 2**20  # bytes per read of a GET (one thread hop each)
 
 
 def _grant(request: Request, store: LocalStore) -> Grant:
@@ -71,6 +79,8 @@ async def upload(request: Request, local_store: NamedDependency[LocalStore]) -> 
         raise DomainError(code, str(exc)) from None
     except UploadIncomplete as exc:
         raise DomainError(ErrorCode.NOT_FOUND, str(exc)) from None
+    except PartBusy as exc:  # a retry overtaking its first attempt: worth retrying (503)
+        raise DomainError(ErrorCode.UNAVAILABLE, str(exc)) from None
     return Response(None, status_code=200, headers={"ETag": etag})
 
 
@@ -83,6 +93,7 @@ async def download(request: Request, local_store: NamedDependency[LocalStore]) -
     filename = grant.filename or grant.key.rpartition("/")[2]
     return File(
         path,
+        chunk_size=DOWNLOAD_CHUNK,
         filename=filename,
         media_type="application/octet-stream",
         headers={"content-disposition": content_disposition(filename)},

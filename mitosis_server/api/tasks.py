@@ -27,7 +27,7 @@ from mitosis_sdk.schemas import (
 )
 from mitosis_server.api.guards import DB, Caller, PathUUID, users_only
 from mitosis_server.errors import DomainError
-from mitosis_server.services import explain, task_queries, tasks, workflow_submit
+from mitosis_server.services import explain, submissions, task_queries, tasks, workflow_submit
 from mitosis_server.state import Coordinator
 
 
@@ -51,7 +51,7 @@ class TaskController(Controller):
         self, request: Request, db: DB, principal: Caller, data: JSONBody[TaskSpec]
     ) -> TaskSubmitted:
         coordinator = _coordinator(request)
-        return await tasks.submit_task(
+        return await submissions.submit_task(
             db,
             principal,
             data,
@@ -66,7 +66,7 @@ class TaskController(Controller):
         """Each spec is answered with its task or its error; with ``all_or_nothing`` the
         first error fails the request and nothing is submitted."""
         coordinator = _coordinator(request)
-        results = await tasks.submit_tasks(
+        results = await submissions.submit_tasks(
             db,
             principal,
             data.tasks,

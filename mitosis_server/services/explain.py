@@ -14,10 +14,11 @@ Summary codes: ``Dependency``, ``BeginTime`` (retry backoff), ``ArrayThrottle``,
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import Counter
 
-from sqlalchemy import BigInteger, and_, func, literal, select
+from sqlalchemy import BigInteger, and_, bindparam, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -33,7 +34,7 @@ from mitosis_server.db.models import (
     utcnow,
 )
 from mitosis_server.services.auth import Principal
-from mitosis_server.services.scheduling import IS_RUNNING, match_conditions
+from mitosis_server.services.scheduling import IS_RUNNING, match_conditions, may_take
 from mitosis_server.services.task_queries import hidden_task, require_task_role
 from mitosis_server.services.workflows import met
 
@@ -198,8 +199,23 @@ async def explain_task(db: AsyncSession, principal: Principal, task_uuid: uuid.U
     )
 
 
+@functools.cache
+def _could_run_statement():
+    """Whether some live worker (not stopped or lost; draining counts: it will resume) may
+    take the task by the S1 rule — the claim's own condition, so the two cannot disagree."""
+    live = Worker.state.not_in([WorkerState.STOPPED.value, WorkerState.LOST.value])
+    return select(exists().where(live, may_take(Worker.id))).where(
+        Task.uuid == bindparam("task_uuid")
+    )
+
+
 async def submit_warning(db: AsyncSession, task_uuid: uuid.UUID) -> str | None:
-    """A warning when no live worker could ever take the task (T12), else None."""
+    """A warning when no live worker could ever take the task (T12), else None.
+
+    One statement when a worker could (the usual case); the per-worker explanation only when
+    none can, to word the warning."""
+    if await db.scalar(_could_run_statement(), {"task_uuid": task_uuid}):
+        return None
     task = await db.scalar(select(Task).where(Task.uuid == task_uuid))
     if task is None or task.state not in (TaskState.PENDING, TaskState.READY):
         return None

@@ -36,16 +36,20 @@ async def require_role(
 ) -> tuple[Group, Role]:
     """The group and the caller's role in it, or 404 (non-member) / 403 (role too low)."""
     group = await db.scalar(select(Group).where(Group.name == group_name))
-    if group is None:
-        raise _hidden(group_name)
-    role = await role_in(db, principal, group)
+    role = None if group is None else await role_in(db, principal, group)
+    check_role(group_name, role, needed)
+    return group, role
+
+
+def check_role(group_name: str, role: Role | None, needed: Role) -> None:
+    """404 for a non-member (``role`` None, also when the group does not exist), 403 when
+    ``role`` is too low for ``needed``."""
     if role is None:
         raise _hidden(group_name)
     if not role.allows(needed):
         raise forbidden(
             f"you have role {role} in group {group_name!r}; this needs {needed} or higher"
         )
-    return group, role
 
 
 async def create_group(

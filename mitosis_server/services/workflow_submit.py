@@ -1,7 +1,7 @@
 """Submissions derived from other tasks: arrays (T2), re-runs (T11), downstream tasks (T7).
 
 Each builds plain specs plus the workflow columns of their rows and hands them to
-:func:`tasks.submit_tasks` all-or-nothing, so one rule decides permissions, dependencies and
+:func:`submissions.submit_tasks` all-or-nothing, so one rule decides permissions, dependencies and
 numbering for every way a task enters the system, and a refusal leaves nothing behind.
 """
 
@@ -29,8 +29,8 @@ from mitosis_server.db.models import Group, Task, User, Worker, WorkerGrant
 from mitosis_server.errors import DomainError, forbidden, invalid
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.scheduling import RUN_ROLES, held_attempt
+from mitosis_server.services.submissions import submit_task, submit_tasks
 from mitosis_server.services.task_queries import get_task
-from mitosis_server.services.tasks import submit_tasks
 from mitosis_server.services.wakeups import Wakeups
 
 MAX_DOWNSTREAM = 1000
@@ -110,17 +110,14 @@ async def rerun_task(
         spec = msgspec.convert(msgspec.to_builtins(fields), TaskSpec)
     except msgspec.ValidationError as exc:
         raise invalid("spec", str(exc)) from None
-    (result,) = await submit_tasks(
+    return await submit_task(
         db,
         principal,
-        [spec],
-        all_or_nothing=True,
+        spec,
         max_attempts=max_attempts,
         wakeups=wakeups,
-        batch=False,
-        extra=[{"rerun_of_id": row.id}],
+        extra={"rerun_of_id": row.id},
     )
-    return result
 
 
 def parse_specs(content: str) -> list[TaskSpec]:

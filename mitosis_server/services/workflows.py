@@ -13,21 +13,27 @@ condition      met when the upstream                             never met when 
 =============  ===============================================  ==========================
 
 :func:`settle` runs in the transaction that moved an upstream (report, phase, cancel,
-liveness, submit): it fails the dependents that can never run (reason
+liveness): it fails the dependents that can never run (reason
 ``dependency_never_satisfied``, naming the dependency), then releases those whose
 dependencies are all met. Both are set-based UPDATEs over the dependents of the tasks that
 moved, so one upstream with 10,000 dependents costs a handful of statements. A failure is a
 transition too, so it repeats for the failed tasks' dependents (bounded by ``MAX_DEPTH``).
+
+A task being submitted gets its state from the same two conditions, evaluated in SQL on its
+share-locked upstreams (:func:`lock_upstreams`, :func:`initial_state`): it is inserted
+``ready``, ``pending`` or already ``failed``, with no settling pass over the new rows.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from mitosis_sdk.schemas import (
@@ -37,6 +43,7 @@ from mitosis_sdk.schemas import (
     TaskSpec,
     TaskState,
 )
+from mitosis_server.db.dialects import bulk_insert
 from mitosis_server.db.models import Group, Task, TaskDependency
 from mitosis_server.errors import DomainError, invalid
 from mitosis_server.services.auth import Principal
@@ -77,7 +84,7 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
 
 
 async def check_dependencies(
-    db: AsyncSession, principal: Principal, specs: list[TaskSpec]
+    db: AsyncSession | AsyncConnection, principal: Principal, specs: list[TaskSpec]
 ) -> dict[uuid.UUID, int | DomainError]:
     """Map every upstream UUID named by ``specs`` to its task id, or to the error that
     refuses it (missing, or in a group the caller cannot read: both look the same)."""
@@ -117,15 +124,15 @@ def dependency_error(spec: TaskSpec, found: dict[uuid.UUID, int | DomainError]):
 async def add_dependencies(
     db: AsyncSession, rows: list[tuple[int, TaskSpec]], found: dict[uuid.UUID, int | DomainError]
 ) -> None:
-    """Insert the dependency rows of new (pending) tasks. New tasks can only name tasks that
+    """Insert the dependency rows of new tasks. New tasks can only name tasks that
     already exist, so no cycle can form (dependencies are never edited afterwards)."""
     values = [
-        {"task_id": task_id, "upstream_id": found[d.task], "condition": d.condition.value}
+        (task_id, found[d.task], d.condition.value)
         for task_id, spec in rows
         for d in spec.depends_on
     ]
-    if values:
-        await db.execute(insert(TaskDependency), values)
+    columns = ("task_id", "upstream_id", "condition")
+    await bulk_insert(db, TaskDependency.__table__, columns, values)
 
 
 def _message_for(upstream_uuid, condition: str, upstream_state: str) -> str:
@@ -194,36 +201,84 @@ def dependents_of(upstream_ids: list[int]):
 
 
 async def settle(
-    db: AsyncSession,
-    now: datetime,
-    *,
-    upstream_ids: Iterable[int] = (),
-    task_ids: Iterable[int] = (),
+    db: AsyncSession, now: datetime, *, upstream_ids: Iterable[int]
 ) -> tuple[set[int], list[int]]:
-    """Re-evaluate the pending dependents of ``upstream_ids`` (tasks that just moved) and the
-    pending tasks ``task_ids`` themselves (just submitted). Returns (ids of groups that got
-    ready tasks — wake their workers after commit, ids of every task that changed)."""
+    """Re-evaluate the pending dependents of ``upstream_ids`` (tasks that just moved).
+    Returns (ids of groups that got ready tasks — wake their workers after commit, ids of
+    every task that changed)."""
     ready_groups: set[int] = set()
     changed: list[int] = []
-    scopes = []
-    if task_ids := list(task_ids):
-        scopes.append(Task.id.in_(task_ids))
     upstream_ids = list(upstream_ids)
     for _ in range(MAX_DEPTH):
-        if upstream_ids:
-            scopes.append(dependents_of(upstream_ids))
-        if not scopes:
+        if not upstream_ids:
             break
-        failed_ids: list[int] = []
-        for scope in scopes:
-            failed = await _fail_never_met(db, scope, now)
-            failed_ids += [task_id for task_id, _ in failed]
-            released = await _release_met(db, scope)
-            ready_groups.update(group_id for _, group_id in released)
-            changed += [task_id for task_id, _ in released]
-        changed += failed_ids
-        scopes, upstream_ids = [], failed_ids
+        scope = dependents_of(upstream_ids)
+        failed = await _fail_never_met(db, scope, now)
+        released = await _release_met(db, scope)
+        ready_groups.update(group_id for _, group_id in released)
+        changed += [task_id for task_id, _ in released]
+        upstream_ids = [task_id for task_id, _ in failed]
+        changed += upstream_ids
     return ready_groups, changed
+
+
+class Upstream(NamedTuple):
+    """An upstream as a new dependent sees it: which conditions are met, which never will."""
+
+    uuid: uuid.UUID
+    state: str
+    met: frozenset[str]
+    never: frozenset[str]
+
+
+@functools.cache
+def _upstreams_statement():
+    outcomes = []
+    for condition in DependencyCondition:
+        named = literal(condition.value)
+        outcomes.append(met(named, Task).label(f"met_{condition.name}"))
+        outcomes.append(never_met(named, Task).label(f"never_{condition.name}"))
+    return (
+        select(Task.id, Task.uuid, Task.state, *outcomes)
+        .where(Task.id.in_(bindparam("ids", expanding=True)))
+        .with_for_update(read=True)
+    )
+
+
+async def lock_upstreams(db: AsyncSession, ids: Iterable[int]) -> dict[int, Upstream]:
+    """The upstreams of tasks about to be submitted, share-locked to the commit.
+
+    The lock (``FOR SHARE``; SQLite's one writer needs none) makes a concurrent transition
+    of an upstream wait for the submission's commit, so its :func:`settle` sees the new
+    dependency rows; a transition that committed first is what this reads. Either way no new
+    task is left pending on an upstream that already moved.
+    """
+    found = {}
+    for row in await db.execute(_upstreams_statement(), {"ids": sorted(set(ids))}):
+        found[row.id] = Upstream(
+            uuid=row.uuid,
+            state=row.state,
+            met=frozenset(c.value for c in DependencyCondition if row._mapping[f"met_{c.name}"]),
+            never=frozenset(
+                c.value for c in DependencyCondition if row._mapping[f"never_{c.name}"]
+            ),
+        )
+    return found
+
+
+def initial_state(
+    spec: TaskSpec, found: dict[uuid.UUID, int | DomainError], upstreams: dict[int, Upstream]
+) -> tuple[TaskState, str | None]:
+    """A new task's state by T6: ``failed`` (with the message naming the dependency) when one
+    can never be met, ``ready`` when all are met already, else ``pending``."""
+    waiting = False
+    for dependency in spec.depends_on:
+        upstream = upstreams[found[dependency.task]]
+        condition = dependency.condition.value
+        if condition in upstream.never:
+            return TaskState.FAILED, _message_for(upstream.uuid, condition, upstream.state)
+        waiting = waiting or condition not in upstream.met
+    return (TaskState.PENDING if waiting else TaskState.READY), None
 
 
 async def group_names(db: AsyncSession, ids: Iterable[int]) -> list[str]:

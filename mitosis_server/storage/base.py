@@ -169,7 +169,9 @@ class ObjectStore(abc.ABC):
         parts = []
         for index, offset in enumerate(range(0, size, part_size)):
             length = min(part_size, size - offset)
-            url = await self._presign_part(bucket, key, upload_id, index + 1, length, expires)
+            url = await self._presign_part(
+                bucket, key, upload_id, index + 1, offset, length, expires
+            )
             parts.append(
                 PartUpload(
                     number=index + 1, offset=offset, size=length, url=url, headers=_length(length)
@@ -188,9 +190,17 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     async def _presign_part(
-        self, bucket: BucketKind, key: str, upload_id: str, number: int, size: int, expires: int
+        self,
+        bucket: BucketKind,
+        key: str,
+        upload_id: str,
+        number: int,
+        offset: int,
+        size: int,
+        expires: int,
     ) -> str:
-        """A URL accepting exactly ``size`` bytes as part ``number`` of ``upload_id``."""
+        """A URL accepting exactly ``size`` bytes as part ``number`` of ``upload_id``, the
+        object's bytes from ``offset``."""
 
     @abc.abstractmethod
     async def complete_multipart(

@@ -155,7 +155,14 @@ class S3Store(ObjectStore):
         return reply["UploadId"]
 
     async def _presign_part(
-        self, bucket: BucketKind, key: str, upload_id: str, number: int, size: int, expires: int
+        self,
+        bucket: BucketKind,
+        key: str,
+        upload_id: str,
+        number: int,
+        offset: int,
+        size: int,
+        expires: int,
     ) -> str:
         params = {
             "Bucket": self.buckets[bucket],

@@ -470,3 +470,89 @@ def test_local_secret_is_created_once_and_private(tmp_path):
     assert len(first) == 32
     assert path.stat().st_mode & 0o777 == 0o600
     assert load_secret(path) == first
+
+
+async def test_parts_sent_in_any_order_join_in_place(backend):
+    """Parts uploaded last-first still make the object in part order (each lands at its
+    own offset)."""
+    data = os.urandom(2 * PART + 3)
+    upload = await backend.store.presign_upload(ATT, "reversed", len(data), 60)
+    done = {}
+    for part in reversed(upload.multipart.parts):
+        chunk = data[part.offset : part.offset + part.size]
+        reply = await backend.http.put(part.url, content=chunk, headers=part.headers)
+        reply.raise_for_status()
+        done[part.number] = CompletedPart(number=part.number, etag=reply.headers["ETag"])
+    parts = [done[number] for number in sorted(done)]
+    size = await backend.store.complete_multipart(
+        ATT, "reversed", upload.multipart.upload_id, parts
+    )
+    assert size == len(data)
+    assert (await fetch(backend, "reversed")).content == data
+
+
+async def test_a_part_sent_again_answers_only_to_its_new_etag(backend):
+    """The second PUT of a part replaces it: completing with the first ETag fails, with the
+    second it holds the second body."""
+    data = os.urandom(PART + 10)
+    upload = await backend.store.presign_upload(ATT, "again", len(data), 60)
+    first, last = upload.multipart.parts
+    other = os.urandom(first.size)
+    etags = []
+    for body in (data[: first.size], other):
+        reply = await backend.http.put(first.url, content=body, headers=first.headers)
+        etags.append(reply.headers["ETag"])
+    reply = await backend.http.put(last.url, content=data[first.size :], headers=last.headers)
+    tail = CompletedPart(number=2, etag=reply.headers["ETag"])
+    upload_id = upload.multipart.upload_id
+    with pytest.raises(UploadIncomplete):
+        await backend.store.complete_multipart(
+            ATT, "again", upload_id, [CompletedPart(number=1, etag=etags[0]), tail]
+        )
+    await backend.store.complete_multipart(
+        ATT, "again", upload_id, [CompletedPart(number=1, etag=etags[1]), tail]
+    )
+    assert (await fetch(backend, "again")).content == other + data[first.size :]
+
+
+async def test_local_a_part_refused_midway_cannot_be_completed(local):
+    """A part whose second PUT was cut off (too long) no longer completes with its first
+    ETag: its bytes may have changed."""
+    data = os.urandom(PART + 10)
+    upload = await local.store.presign_upload(ATT, "cut", len(data), 60)
+    first, last = upload.multipart.parts
+    reply = await local.http.put(first.url, content=data[: first.size], headers=first.headers)
+    etag = reply.headers["ETag"]
+
+    async def too_long():
+        yield data[: first.size]
+        yield b"more"
+
+    assert (await local.http.put(first.url, content=too_long())).status_code == 413
+    reply = await local.http.put(last.url, content=data[first.size :], headers=last.headers)
+    parts = [CompletedPart(number=1, etag=etag), CompletedPart(2, reply.headers["ETag"])]
+    with pytest.raises(UploadIncomplete):
+        await local.store.complete_multipart(ATT, "cut", upload.multipart.upload_id, parts)
+
+
+async def test_local_a_part_being_received_refuses_a_second_put_with_503(local):
+    """Two PUTs of one part at once: the second is refused as retryable (503) while the first
+    streams, and the first still stores its bytes."""
+    data = os.urandom(PART + 10)
+    upload = await local.store.presign_upload(ATT, "busy", len(data), 60)
+    first = upload.multipart.parts[0]
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow():
+        yield data[:1000]
+        started.set()
+        await release.wait()
+        yield data[1000 : first.size]
+
+    sending = asyncio.create_task(local.http.put(first.url, content=slow()))
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.sleep(0.05)  # the first PUT holds the part's lock by now
+    second = await local.http.put(first.url, content=data[: first.size], headers=first.headers)
+    assert second.status_code == 503
+    release.set()
+    assert (await asyncio.wait_for(sending, 10)).status_code == 200
