@@ -18,6 +18,8 @@ liveness, submit): it fails the dependents that can never run (reason
 dependencies are all met. Both are set-based UPDATEs over the dependents of the tasks that
 moved, so one upstream with 10,000 dependents costs a handful of statements. A failure is a
 transition too, so it repeats for the failed tasks' dependents (bounded by ``MAX_DEPTH``).
+Every task it moves is noted for publication (``publishing.note_tasks``), so the caller's
+publish after commit carries the dependents too (E1).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from mitosis_sdk.schemas import (
 )
 from mitosis_server.db.models import Group, Task, TaskDependency
 from mitosis_server.errors import DomainError, invalid
+from mitosis_server.services import publishing
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.task_queries import group_role, roles_at_least
 
@@ -223,6 +226,7 @@ async def settle(
             changed += [task_id for task_id, _ in released]
         changed += failed_ids
         scopes, upstream_ids = [], failed_ids
+    publishing.note_tasks(db, changed)
     return ready_groups, changed
 
 
