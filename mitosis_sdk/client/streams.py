@@ -2,8 +2,11 @@
 
 The coordinator speaks Server-Sent Events; this module parses them into the wire Structs of
 ``mitosis_sdk.schemas.events``. Both iterators remember the cursor of the last item they
-yielded and, when the coordinator drops them for falling behind or the connection breaks,
-reconnect from it (a bounded number of times in a row), so a caller sees every item once::
+yielded and, when the coordinator drops them for falling behind, asks them to reconnect (the
+caller's groups changed, it is shutting down) or the connection breaks, reconnect from it (a
+bounded number of times in a row), so a caller sees every item once. A stream the caller may
+no longer follow (session ended, account locked, group lost) raises the typed error a new
+request would (``Unauthorized``, ``Forbidden``)::
 
     async for event in mito.events(groups=["physics"]):
         print(event.kind, event.object_id, event.payload)
@@ -24,7 +27,14 @@ import httpx
 import msgspec
 
 from mitosis_sdk.client.base import BaseClient, _clean
-from mitosis_sdk.errors import BadRequest, ConnectionFailed, ErrorCode, error_from_body
+from mitosis_sdk.errors import (
+    STATUS_OF_CODE,
+    BadRequest,
+    ConnectionFailed,
+    ErrorBody,
+    ErrorCode,
+    error_from_body,
+)
 from mitosis_sdk.schemas import TaskInfo
 from mitosis_sdk.schemas.events import (
     Event,
@@ -47,6 +57,22 @@ TERMINAL = {"completed", "failed", "cancelled"}
 
 class _Resume(Exception):
     """The stream ended early in a way a reconnect from the last cursor repairs."""
+
+
+# Final errors a reconnect cannot repair: the same answer a new request would get.
+_FATAL = {code.value for code in ErrorCode} - {ErrorCode.UNAVAILABLE.value}
+
+
+def _stream_error(item: StreamError) -> Exception:
+    """What the last item of a stream means: raise it, or reconnect (too slow, the caller's
+    groups changed, the coordinator restarts, the bus failed)."""
+    if item.error == "invalid_cursor":
+        return BadRequest(item.message, ErrorCode.INVALID_INPUT)
+    if item.error in _FATAL:
+        code = ErrorCode(item.error)
+        body = msgspec.json.encode(ErrorBody(error=code, message=item.message))
+        return error_from_body(STATUS_OF_CODE[code], body)
+    return _Resume(item.message)
 
 
 class StreamsAPI(BaseClient):
@@ -79,9 +105,7 @@ class StreamsAPI(BaseClient):
             try:
                 async for item in self._sse(path, {**params, "cursor": cursor}):
                     if isinstance(item, StreamError):
-                        if item.error == "invalid_cursor":
-                            raise BadRequest(item.message, ErrorCode.INVALID_INPUT)
-                        raise _Resume(item.message)
+                        raise _stream_error(item)
                     failures = 0
                     if item.cursor:
                         cursor = item.cursor

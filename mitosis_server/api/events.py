@@ -10,10 +10,12 @@
 * ``POST /api/workers/{worker}/tasks/{task}/logs`` — a worker ships a batch of lines of the
   attempt it holds.
 
-Backpressure: a reader task pulls from the bus into a bounded queue per connection; when a
-client does not drain it in time, the connection gets a final ``error`` item and ends, so
-the coordinator never waits for a slow client. A comment line every ``HEARTBEAT`` seconds
-keeps proxies from closing an idle stream.
+Events come from the coordinator's one shared reader (events/fanout.py), framed once per
+event and handed over in chunks; a client that does not drain them in time gets a final
+``error`` item (``too_slow``) and ends, so the coordinator never waits for a slow client.
+Every open stream is re-checked about once a second (services/stream_access.py): a revoked
+session or a lost group ends it with a final ``error`` item. A comment line every
+``HEARTBEAT`` seconds keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -31,19 +33,28 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from mitosis_sdk.schemas.events import Event, LogBatch, LogEnd, LogLine, StreamError
 from mitosis_server.api.guards import DB, Caller, PathUUID, own_worker_only, users_only
-from mitosis_server.events import InvalidCursor
+from mitosis_server.events import EventBusUnavailable, InvalidCursor
 from mitosis_server.services import streams
 from mitosis_server.state import Coordinator
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 15.0
-QUEUE_SIZE = 2000
+QUEUE_CHUNKS = 64
 STATE_CHECK = 5.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _encoder = msgspec.json.Encoder()
-_DONE = object()
+
+
+class _End(bytes):
+    """The last bytes of a stream (empty: it just ends)."""
+
+
+SLOW = (
+    "this client fell too far behind and was disconnected; reconnect with the last cursor"
+    " it received"
+)
 
 
 def _coordinator(request: Request) -> Coordinator:
@@ -57,55 +68,60 @@ def sse_item(item: Event | LogLine | LogEnd | StreamError) -> bytes:
     return f"{head}event: {kind}\ndata: ".encode() + _encoder.encode(item) + b"\n\n"
 
 
-async def _pump(
-    source: AsyncIterator, keep: Callable[[object], bool], queue: asyncio.Queue
-) -> None:
-    """Bus → queue, never waiting for the client: a full queue ends the stream."""
+TOO_SLOW = sse_item(StreamError(error="too_slow", message=SLOW))
+SHUTTING_DOWN = sse_item(
+    StreamError(error="unavailable", message="the coordinator is shutting down; reconnect")
+)
+
+
+async def _pump(chunks: AsyncIterator[bytes], queue: asyncio.Queue) -> None:
+    """Source → queue; the queue's bound makes a slow client hold the source back (the
+    shared event reader drops such a subscriber rather than wait for it)."""
     try:
-        async with contextlib.aclosing(source) as items:
-            async for item in items:
-                if not keep(item):
-                    continue
-                try:
-                    queue.put_nowait(item)
-                except asyncio.QueueFull:
-                    log.warning("stream.dropped_slow_client queued=%d", queue.qsize())
-                    _final(queue, StreamError(error="too_slow", message=SLOW))
-                    return
-                if isinstance(item, LogEnd):
-                    break
+        async with contextlib.aclosing(chunks) as source:
+            async for chunk in source:
+                if chunk:
+                    await queue.put(chunk)
     except InvalidCursor as exc:
         _final(queue, StreamError(error="invalid_cursor", message=exc.message))
+        return
+    except EventBusUnavailable as exc:
+        _final(queue, StreamError(error="unavailable", message=exc.message))
         return
     except Exception as exc:  # never a crash in a background reader
         log.warning("stream.reader_failed error=%s", exc)
         _final(queue, StreamError(error="unavailable", message="the event stream failed"))
         return
-    _final(queue, _DONE)
+    await queue.put(_End())
 
 
-SLOW = (
-    "this client fell too far behind and was disconnected; reconnect with the last cursor"
-    " it received"
-)
-
-
-def _final(queue: asyncio.Queue, item: object) -> None:
-    """Make room for the last item even in a full queue (the client is dropped anyway)."""
-    if queue.full():
-        with contextlib.suppress(asyncio.QueueEmpty):
-            while queue.qsize() >= queue.maxsize:
-                queue.get_nowait()
-    queue.put_nowait(item)
+def _final(queue: asyncio.Queue, error: StreamError) -> None:
+    """Make room for the last item even in a full queue (the stream ends with it)."""
+    with contextlib.suppress(asyncio.QueueEmpty):
+        while queue.full():
+            queue.get_nowait()
+    queue.put_nowait(_End(sse_item(error)))
 
 
 async def _serve(
-    source: AsyncIterator, keep: Callable[[object], bool], extra: list | None = None
+    coordinator: Coordinator,
+    principal,
+    groups: set[str] | None,
+    explicit: bool,
+    chunks: AsyncIterator[bytes],
+    extra: list | None = None,
 ) -> AsyncIterator[bytes]:
-    """Drain the queue to the client, with heartbeats, until the reader is done."""
-    queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
-    reader = asyncio.create_task(_pump(source, keep, queue), name="stream-reader")
+    """Send the source's chunks, with heartbeats, until it ends, fails, or the caller's
+    access to it does (a revoked session, a group lost: services/stream_access.py)."""
+    queue: asyncio.Queue = asyncio.Queue(QUEUE_CHUNKS)
+    reader = asyncio.create_task(_pump(chunks, queue), name="stream-reader")
     background = [reader, *(extra or [])]
+
+    def end(error: StreamError) -> None:
+        reader.cancel()
+        _final(queue, error)
+
+    watch = coordinator.stream_access.watch(principal, groups, explicit, end)
     try:
         yield b": connected\n\n"
         while True:
@@ -115,12 +131,12 @@ async def _serve(
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue
-            if item is _DONE:
-                return
-            yield sse_item(item)
-            if isinstance(item, StreamError | LogEnd):
+            if item:
+                yield bytes(item)
+            if isinstance(item, _End):
                 return
     finally:
+        coordinator.stream_access.release(watch)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -147,12 +163,9 @@ class EventController(Controller):
             cursor = await bus.latest_cursor()
         else:
             await bus.read_events(cursor, limit=1)  # an unusable cursor is a 400 now
-
-        def keep(event: object) -> bool:
-            return groups is None or not groups.isdisjoint(event.groups)
-
+        chunks = coordinator.fanout.subscribe(None if groups is None else frozenset(groups), cursor)
         return Stream(
-            _serve(bus.subscribe(cursor), keep),
+            _serve(coordinator, principal, groups, bool(group), chunks),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
@@ -180,10 +193,18 @@ class EventController(Controller):
         else:
             source, extra = _backlog(bus, key, cursor), []
         return Stream(
-            _serve(source, lambda _: True, extra),
+            _serve(coordinator, principal, {task.group}, True, _framed(source), extra),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
+
+
+async def _framed(items: AsyncIterator[LogLine | LogEnd]) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(items) as source:
+        async for item in source:
+            yield sse_item(item)
+            if isinstance(item, LogEnd):
+                return
 
 
 async def _backlog(bus, key: str, cursor: str | None) -> AsyncIterator[LogLine | LogEnd]:

@@ -14,6 +14,7 @@ from mitosis_server.events.base import (
     InvalidCursor,
     Waiter,
 )
+from mitosis_server.events.fanout import EventFanout
 from mitosis_server.events.memory import MemoryEventBus
 from mitosis_server.events.redis import RedisEventBus
 
@@ -22,6 +23,7 @@ __all__ = [
     "LOG_CAP",
     "EventBus",
     "EventBusUnavailable",
+    "EventFanout",
     "InvalidCursor",
     "MemoryEventBus",
     "RedisEventBus",

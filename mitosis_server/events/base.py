@@ -194,6 +194,20 @@ class EventBus(abc.ABC):
         """The cursor to follow "from now": everything published later comes after it."""
         return await self._latest(EVENTS)
 
+    async def tail_events(self, after: str, timeout: float) -> tuple[list[Event], str]:  # noqa: ASYNC109
+        """The next events after ``after`` as soon as there are any (at most ``MAX_READ``),
+        or none after ``timeout`` seconds; with the cursor to read on from.
+
+        The shared reader's primitive (events/fanout.py): one waiting read, no cursor checks
+        (it only ever passes cursors the bus gave it). Malformed entries are skipped.
+        """
+        entries = await self._tail(EVENTS, after, MAX_READ, timeout)
+        return self._decoded(EVENTS, entries, _events), entries[-1][0] if entries else after
+
+    def order(self, cursor: str) -> Position:
+        """A cursor's position, to compare two cursors of this bus; InvalidCursor if malformed."""
+        return self._order(cursor)
+
     async def subscribe(self, after: str | None = None) -> AsyncIterator[Event]:
         """The backlog after ``after``, then live events, with no gap and no duplicate.
 
@@ -295,6 +309,25 @@ class EventBus(abc.ABC):
     async def _send_broadcast(self, topic: str, message: str) -> None:
         """Deliver to the other processes' listeners; log, never raise, on failure."""
 
+    @abc.abstractmethod
+    def _order(self, cursor: str) -> Position:
+        """The position of one of this bus's cursors; InvalidCursor if it is not one."""
+
+    async def _tail(
+        self,
+        key: str,
+        after: str,
+        limit: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[tuple[str, bytes]]:
+        """(cursor, item) after ``after``, waiting up to ``timeout`` s for the first one. This
+        default waits on the local wake-up; a backend with a blocking read overrides it."""
+        with self.waiter(key) as waiter:
+            entries = await self._range(key, after, limit)
+            if entries or self._closed or not await waiter.wait(timeout):
+                return entries
+            return await self._range(key, after, limit)
+
     # -- shared machinery ----------------------------------------------------------------
 
     async def _store(
@@ -309,6 +342,12 @@ class EventBus(abc.ABC):
     ) -> tuple[list, str | None, int]:
         """Decoded items, the cursor to read on from, and how many entries were read."""
         entries = await self._range(key, after, max(1, min(limit, MAX_READ)))
+        items = self._decoded(key, entries, decoder)
+        return items, (entries[-1][0] if entries else after), len(entries)
+
+    @staticmethod
+    def _decoded(key: str, entries: list[tuple[str, bytes]], decoder: msgspec.json.Decoder) -> list:
+        """Each entry decoded once, with its cursor; a malformed one is logged and skipped."""
         items = []
         for cursor, data in entries:
             try:
@@ -318,7 +357,7 @@ class EventBus(abc.ABC):
                 continue
             item.cursor = cursor
             items.append(item)
-        return items, (entries[-1][0] if entries else after), len(entries)
+        return items
 
     async def _follow(
         self, key: str, after: str | None, decoder: msgspec.json.Decoder

@@ -112,6 +112,9 @@ class MemoryEventBus(EventBus):
     async def _send_broadcast(self, topic: str, message: str) -> None:
         """One process: the local listeners are all there are."""
 
+    def _order(self, cursor: str) -> tuple[int, int]:
+        return self._seq(cursor), 0
+
     def _ring(self, key: str) -> _Ring | None:
         if key == EVENTS:
             return self._events

@@ -159,6 +159,30 @@ class RedisEventBus(EventBus):
             check_position(after, position, *_bounds(info))
         return [(entry_id.decode(), fields.get(DATA, b"")) for entry_id, fields in entries]
 
+    async def _tail(
+        self,
+        key: str,
+        after: str,
+        limit: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[tuple[str, bytes]]:
+        """One blocking XREAD: Redis answers as soon as an entry is added, on any coordinator,
+        without waiting for the pub/sub wake-up."""
+        try:
+            reply = await self._redis.xread(
+                {self._key(key): after}, count=limit, block=max(1, int(timeout * 1000))
+            )
+        except FAILURES as exc:
+            self._went_down(exc)
+            raise EventBusUnavailable() from exc
+        self._came_back()
+        if not reply:
+            return []
+        return [(entry_id.decode(), fields.get(DATA, b"")) for entry_id, fields in reply[0][1]]
+
+    def _order(self, cursor: str) -> Position:
+        return _position(cursor)
+
     async def _latest(self, key: str) -> str:
         try:
             info = await self._redis.xinfo_stream(self._key(key))

@@ -21,8 +21,8 @@ import redis
 
 from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import AsyncClient
-from mitosis_sdk.errors import BadRequest, NotFound, Unauthorized
-from mitosis_sdk.schemas import TaskSpec
+from mitosis_sdk.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from mitosis_sdk.schemas import Grant, Member, Role, TaskSpec, UserState
 from mitosis_tui.commands.runner import run_batch
 from mitosis_tui.config import ClientSettings
 from tests.conftest import _pg_execute, free_port
@@ -406,3 +406,120 @@ async def test_batch_wait_logs_and_events(pair, tmp_path):
         await asyncio.gather(events, return_exceptions=True)
         kinds = [json.loads(line)["kind"] for line in feed.getvalue().splitlines()]
         assert "task.state" in kinds
+
+
+async def ends_with(stream, error: type[Exception], timeout: float = 10.0) -> None:
+    """Drain ``stream`` until it raises ``error`` (bounded)."""
+
+    async def drain() -> None:
+        async for _ in stream:
+            pass
+
+    with pytest.raises(error):
+        await asyncio.wait_for(drain(), timeout)
+
+
+async def admin_on(server: Server) -> AsyncClient:
+    admin = AsyncClient(server.url)
+    await admin.login("mitosis_admin", "mitosis_admin")
+    return admin
+
+
+async def test_a_logout_on_a_ends_an_open_event_stream_on_b(pair):
+    """The stream learns of the revoked session and ends with a clear 401 (not a hang)."""
+    a, b, _ = pair
+    alice = await user(a)
+    watcher = on(alice, b)
+    async with alice, watcher:
+        stream = watcher.events()
+        ending = asyncio.create_task(ends_with(stream, Unauthorized))
+        await asyncio.sleep(0.5)
+        await alice.logout()
+        await ending
+
+
+async def test_locking_a_user_ends_their_open_streams(pair):
+    """An admin locking a user ends the user's event stream with account_locked (403)."""
+    a, b, _ = pair
+    alice = await user(a)
+    admin = await admin_on(a)
+    watcher = on(alice, b)
+    async with alice, admin, watcher:
+        ending = asyncio.create_task(ends_with(watcher.events(), Forbidden))
+        await asyncio.sleep(0.5)
+        await admin.set_user_state(alice.name, UserState.LOCKED)
+        await ending
+
+
+async def test_a_password_change_ends_an_open_log_stream(pair):
+    """Following a running task's log, then changing the password: the log stream ends."""
+    a, b, _ = pair
+    alice = await user(a)
+    worker, client = await worker_of(alice, a)
+    follower = on(alice, b)
+    async with alice, client, follower:
+        submitted = await alice.submit_task(TaskSpec(command=["sleep", "60"]))
+        (task,) = (await client.fetch_tasks(worker, wait=5.0)).tasks
+        await client.ship_logs(worker, task.task, task.attempt, [("stdout", "hi")])
+        ending = asyncio.create_task(ends_with(follower.follow_logs(submitted.uuid), Unauthorized))
+        await asyncio.sleep(0.5)
+        await alice.change_password("pw-pw-pw-pw", "pw-pw-pw-pw-2")
+        await ending
+
+
+async def shared_group(owner: AsyncClient, member: AsyncClient) -> str:
+    name = f"lab{uuid.uuid4().hex[:8]}"
+    await owner.create_group(name)
+    await owner.update_members(name, [Member(username=member.name, role=Role.READ)])
+    return name
+
+
+async def test_losing_a_group_ends_a_stream_opened_for_that_group(pair):
+    """Bob follows group lab's events and log; removed from lab, both end with a 403."""
+    a, b, _ = pair
+    alice, bob = await user(a), await user(b)
+    worker, client = await worker_of(alice, a)
+    async with alice, bob, client:
+        lab = await shared_group(alice, bob)
+        await alice.update_worker_grants(worker, [Grant(group=lab, role=Role.WRITE)])
+        submitted = await alice.submit_task(TaskSpec(command=["sleep", "60"], group=lab))
+        await client.fetch_tasks(worker, wait=5.0)
+        events = asyncio.create_task(ends_with(bob.events(groups=[lab]), Forbidden))
+        logs = asyncio.create_task(ends_with(bob.follow_logs(submitted.uuid), Forbidden))
+        await asyncio.sleep(0.5)
+        await alice.remove_members(lab, [bob.name])
+        await asyncio.gather(events, logs)
+
+
+async def test_a_member_removed_mid_stream_receives_nothing_more_of_that_group(pair):
+    """Bob's "all my groups" stream: lab's events while he is a member, none after he is
+    removed (the stream reconnects by itself with his new groups), his own still."""
+    a, b, _ = pair
+    alice, bob = await user(a), await user(b)
+    async with alice, bob:
+        lab = await shared_group(alice, bob)
+        seen: list = []
+
+        async def watch():
+            async for event in bob.events():
+                seen.append(event)
+
+        watching = asyncio.create_task(watch())
+        await asyncio.sleep(0.5)
+        before = await alice.submit_task(TaskSpec(command=["true"], group=lab))
+        await wait_for_event(seen, before.uuid)
+        await alice.remove_members(lab, [bob.name])
+        await asyncio.sleep(2.5)  # the stream notices (about a second) and reconnects
+        after = await alice.submit_task(TaskSpec(command=["true"], group=lab))
+        his = await bob.submit_task(TaskSpec(command=["true"]))
+        await wait_for_event(seen, his.uuid)
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        assert not any(e.object_id == str(after.uuid) for e in seen)
+        assert all(bob.name in e.groups or lab in e.groups for e in seen)
+
+
+async def wait_for_event(seen: list, task, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not any(e.object_id == str(task) for e in seen):
+            await asyncio.sleep(0.05)
