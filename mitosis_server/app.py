@@ -43,6 +43,7 @@ from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.engine import create_engine, session_factory
 from mitosis_server.db.migrate import upgrade
 from mitosis_server.events import EventFanout, create_event_bus
+from mitosis_server.events.log_user import provision_log_user, without_credentials
 from mitosis_server.jobs.files import FileSweeper
 from mitosis_server.jobs.liveness import LivenessMonitor
 from mitosis_server.services.auth import Authenticator
@@ -132,6 +133,14 @@ async def event_bus(coordinator: Coordinator) -> AsyncIterator[None]:
     )
     await bus.start()
     coordinator.events = bus
+    if settings.redis is not None and settings.redis_log_shipping:
+        coordinator.log_shipping = await provision_log_user(
+            settings.redis,
+            settings.redis_prefix,
+            settings.redis_worker_url or without_credentials(settings.redis),
+            settings.log_history,
+            bus.log_idle_ttl,
+        )
     wakeups = coordinator.wakeups
     wakeups.attach(bus)
     authenticator = coordinator.authenticator

@@ -32,3 +32,5 @@ class Coordinator:
     fanout: Any = None
     # Re-checks every open stream's session and groups (services/stream_access.py).
     stream_access: Any = None
+    # Redis credentials for workers to write live logs with (events/log_user.py), or None.
+    log_shipping: Any = None

@@ -40,13 +40,14 @@ from mitosis_sdk.schemas.events import (
     Event,
     EventKind,
     LogBatch,
+    LogChunk,
     LogEnd,
     LogLine,
     ShippedLine,
     StreamError,
 )
 
-_items = msgspec.json.Decoder(Event | LogLine | LogEnd | StreamError)
+_items = msgspec.json.Decoder(Event | LogChunk | LogEnd | StreamError)
 
 # The coordinator sends a comment at least every 15 s; three missed mean the link is dead.
 READ_TIMEOUT = 45.0
@@ -138,18 +139,23 @@ class StreamsAPI(BaseClient):
             async for item in items:
                 if isinstance(item, LogEnd):
                     return
-                if isinstance(item, LogLine):
-                    yield item
+                if isinstance(item, LogChunk):
+                    for line in item.log_lines():
+                        yield line
 
     async def ship_logs(
         self,
         worker: uuid.UUID | str,
         task: uuid.UUID | str,
         attempt: int,
-        lines: Iterable[tuple[str, str]],
+        lines: Iterable[ShippedLine | tuple[str, str]],
+        *,
+        first_line: int,
     ) -> None:
-        """Append ``(stream, text)`` lines to the live log of the attempt the worker holds."""
-        body = LogBatch(attempt=attempt, lines=[ShippedLine(stream=s, text=t) for s, t in lines])
+        """Append ``(stream, text)`` lines, numbered from ``first_line`` (the attempt's lines
+        count from 1), to the live log of the attempt the worker holds."""
+        shipped = [x if isinstance(x, ShippedLine) else ShippedLine(*x) for x in lines]
+        body = LogBatch(attempt=attempt, first_line=first_line, lines=shipped)
         await self.request("POST", f"/api/workers/{worker}/tasks/{task}/logs", body=body)
 
     async def wait_tasks(

@@ -5,8 +5,9 @@
   ``data: <Event JSON>``. Without ``cursor`` the stream starts from now; with one it resumes
   right after it (no gap, no duplicate), and a cursor the bus no longer keeps is a 400 before
   anything is streamed.
-* ``GET /api/tasks/{uuid}/logs?follow=&cursor=`` — the task's kept log lines, then (with
-  ``follow``) live ones, then a ``log.end`` item; 404 for a task the caller cannot see.
+* ``GET /api/tasks/{uuid}/logs?follow=&cursor=`` — the task's kept log lines in chunks
+  (``log.chunk``: the lines one shipment carried), then (with ``follow``) live ones, then a
+  ``log.end`` item; 404 for a task the caller cannot see. A cursor may name any line.
 * ``POST /api/workers/{worker}/tasks/{task}/logs`` — a worker ships a batch of lines of the
   attempt it holds.
 
@@ -31,7 +32,7 @@ from litestar.params import FromQuery, JSONBody
 from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from mitosis_sdk.schemas.events import Event, LogBatch, LogEnd, LogLine, StreamError
+from mitosis_sdk.schemas.events import Event, LogBatch, LogChunk, LogEnd, StreamError
 from mitosis_server.api.guards import DB, Caller, PathUUID, own_worker_only, users_only
 from mitosis_server.events import EventBusUnavailable, InvalidCursor
 from mitosis_server.services import streams
@@ -61,7 +62,7 @@ def _coordinator(request: Request) -> Coordinator:
     return request.app.state.coordinator
 
 
-def sse_item(item: Event | LogLine | LogEnd | StreamError) -> bytes:
+def sse_item(item: Event | LogChunk | LogEnd | StreamError) -> bytes:
     kind = item.kind if isinstance(item, Event) else type(item).__struct_config__.tag
     cursor = getattr(item, "cursor", None)
     head = f"id: {cursor}\n" if cursor else ""
@@ -199,7 +200,7 @@ class EventController(Controller):
         )
 
 
-async def _framed(items: AsyncIterator[LogLine | LogEnd]) -> AsyncIterator[bytes]:
+async def _framed(items: AsyncIterator[LogChunk | LogEnd]) -> AsyncIterator[bytes]:
     async with contextlib.aclosing(items) as source:
         async for item in source:
             yield sse_item(item)
@@ -207,7 +208,7 @@ async def _framed(items: AsyncIterator[LogLine | LogEnd]) -> AsyncIterator[bytes
                 return
 
 
-async def _backlog(bus, key: str, cursor: str | None) -> AsyncIterator[LogLine | LogEnd]:
+async def _backlog(bus, key: str, cursor: str | None) -> AsyncIterator[LogChunk | LogEnd]:
     """Every kept line after ``cursor``, then an end marker (a synthetic one if none kept)."""
     while True:
         items = await bus.read_log(key, cursor)

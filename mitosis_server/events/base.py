@@ -7,11 +7,14 @@ callers poll as a backstop):
   a cursor; a reader resumes after any cursor it was given, or is told it cannot;
 * wake-ups: ``notify(topic)`` wakes waiters on every coordinator, e.g. a worker's long-poll
   on ``dispatch:<group>``;
-* logs: one capped stream per task, closed by a :class:`LogEnd` marker that starts its expiry;
+* logs: one stream per task of :class:`LogChunk` entries, each at the position of its last
+  line (``attempt-line``, numbered by the worker), trimmed to the newest ``log_cap`` lines of
+  the newest attempt and closed by a :class:`LogEnd` marker that starts its expiry;
 * broadcasts: short messages to listeners on every coordinator (auth cache invalidation).
 
-A backend implements five primitives over named streams and topics (``_append``, ``_range``,
-``_latest``, ``_send_wake``, ``_send_broadcast``). Everything above them (encoding, cursor
+A backend implements a few primitives over named streams and topics (``_append``,
+``_append_at``, ``_range``, ``_tail``, ``_latest``, ``_order``, ``_send_wake``,
+``_send_broadcast``). Everything above them (encoding, cursor
 checks, followers, local fan-out) lives here once, so the backends cannot drift apart and
 one contract suite tests both. Stream keys double as wake-up topics: appending to ``events``
 or ``log:<task>`` wakes the followers of that stream.
@@ -41,7 +44,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import msgspec
 
 from mitosis_sdk.errors import ErrorCode
-from mitosis_sdk.schemas.events import Event, LogEnd, LogLine, LogStream
+from mitosis_sdk.schemas.events import Event, LogChunk, LogEnd, ShippedLine, line_cursor
 from mitosis_server.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,7 @@ Position = tuple[int, int]
 
 _encoder = msgspec.json.Encoder()
 _events = msgspec.json.Decoder(Event)
-_logs = msgspec.json.Decoder(LogLine | LogEnd)
+_logs = msgspec.json.Decoder(LogChunk | LogEnd)
 
 
 class InvalidCursor(DomainError):
@@ -81,15 +84,39 @@ class EventBusUnavailable(DomainError):
         )
 
 
-def check_position(
-    cursor: str, position: Position, oldest: Position | None, latest: Position, trimmed: bool
-) -> None:
-    """Refuse a cursor past the newest item ever added, or before the oldest kept one once
-    anything was dropped (the reader would silently miss what was dropped)."""
+def check_position(cursor: str, position: Position, floor: Position, latest: Position) -> None:
+    """Refuse a cursor past the newest item ever added, or below ``floor``, the oldest
+    position a reader can go on from without missing what was dropped."""
     if position > latest:
         raise InvalidCursor(cursor, "is unknown here (the stream was reset or expired)")
-    if trimmed and oldest is not None and position < oldest:
+    if position < floor:
         raise InvalidCursor(cursor, "is older than the oldest kept item")
+
+
+def floor_of(key: str, position: Position, data: bytes) -> Position:
+    """The oldest position a reader may resume from when the entry at ``position`` is the
+    oldest kept: for an event, its own (the one before is unknown); for a log chunk, the
+    line before its first line."""
+    if key == EVENTS:
+        return position
+    try:
+        item = _logs.decode(data)
+    except msgspec.DecodeError:
+        return position
+    return (item.attempt, item.first - 1) if isinstance(item, LogChunk) else position
+
+
+def cursor_of(position: Position) -> str:
+    return f"{position[0]}-{position[1]}"
+
+
+def parse_position(cursor: str | bytes) -> Position:
+    """``<int>-<int>`` (Redis entry ids, log line positions) as a comparable pair."""
+    text = cursor.decode() if isinstance(cursor, bytes) else cursor
+    major, sep, minor = text.partition("-")
+    if not (sep and major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit()):
+        raise InvalidCursor(text, "is not a cursor of this event bus")
+    return int(major), int(minor)
 
 
 def log_key(task_id: str) -> str:
@@ -236,32 +263,55 @@ class EventBus(abc.ABC):
 
     # -- per-task logs -------------------------------------------------------------------
 
-    async def append_log(self, task_id: str, stream: LogStream, lines: list[str]) -> str | None:
-        """Append output lines; the cursor of the last, or None if not stored."""
+    async def append_log(
+        self, task_id: str, attempt: int, first: int, lines: list[ShippedLine]
+    ) -> str | None:
+        """Store lines ``first`` … of ``attempt`` as one entry; the cursor of the last line, or
+        None if not stored: the bus is down, or they are not after the newest line kept (a
+        batch shipped twice, or by an attempt a newer one has superseded)."""
         if not lines:
             return None
-        items = [_encoder.encode(LogLine(task_id=task_id, stream=stream, text=t)) for t in lines]
-        return await self._store(log_key(task_id), items, self.log_cap, self.log_idle_ttl)
+        last = first + len(lines) - 1
+        key = log_key(task_id)
+        chunk = LogChunk(task_id=task_id, attempt=attempt, first=first, lines=lines)
+        keep_from = (attempt, max(0, last - self.log_cap + 1))
+        stored = await self._append_at(
+            key, (attempt, last), _encoder.encode(chunk), keep_from, self.log_idle_ttl
+        )
+        if not stored:
+            return None
+        self._wake_local(key)
+        return line_cursor(attempt, last)
 
     async def end_log(self, task_id: str, ttl: float = LOG_END_TTL) -> str | None:
-        """Mark the log complete (followers get a LogEnd and stop); drop it ``ttl`` s later."""
+        """Mark the log complete (followers get a LogEnd and stop); drop it ``ttl`` s later.
+        The marker goes after every line, so nothing can be appended after it."""
         item = _encoder.encode(LogEnd(task_id=task_id))
         return await self._store(log_key(task_id), [item], self.log_cap, ttl)
 
     async def read_log(
         self, task_id: str, after: str | None = None, limit: int = MAX_READ
-    ) -> list[LogLine | LogEnd]:
-        lines, _, _ = await self._read(log_key(task_id), after, limit, _logs)
-        return lines
+    ) -> list[LogChunk | LogEnd]:
+        """Up to ``limit`` chunks holding the lines after ``after`` (None: every kept line)."""
+        start = None if after is None else parse_position(after)
+        chunks, _, _ = await self._read(log_key(task_id), after, limit, _logs)
+        return _lines_after(chunks, start)
 
     async def follow_log(
         self, task_id: str, after: str | None = None
-    ) -> AsyncIterator[LogLine | LogEnd]:
-        """The backlog, then live lines, ending after the LogEnd marker (or when closed)."""
-        async with contextlib.aclosing(self._follow(log_key(task_id), after, _logs)) as lines:
-            async for line in lines:
-                yield line
-                if isinstance(line, LogEnd):
+    ) -> AsyncIterator[LogChunk | LogEnd]:
+        """The backlog, then live chunks, ending after the LogEnd marker (or when closed)."""
+        start = None if after is None else parse_position(after)
+        async with contextlib.aclosing(self._follow(log_key(task_id), after, _logs)) as chunks:
+            async for chunk in chunks:
+                if start is not None:
+                    (trimmed,) = _lines_after([chunk], start) or [None]
+                    start = None
+                    if trimmed is None:
+                        continue
+                    chunk = trimmed
+                yield chunk
+                if isinstance(chunk, LogEnd):
                     return
 
     # -- broadcasts ----------------------------------------------------------------------
@@ -292,6 +342,14 @@ class EventBus(abc.ABC):
     ) -> str | None:
         """Append in order keeping at least the newest ``cap``; wake ``key``'s followers in
         other processes; (re)set the expiry when ``ttl`` is given. None if not stored."""
+
+    @abc.abstractmethod
+    async def _append_at(
+        self, key: str, position: Position, item: bytes, keep_from: Position, ttl: float
+    ) -> bool:
+        """Append ``item`` at ``position`` if it is after the newest entry (else False), drop
+        the entries before ``keep_from``, (re)set the expiry and wake ``key``'s followers in
+        other processes. False too if not stored (the bus is down)."""
 
     @abc.abstractmethod
     async def _range(self, key: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
@@ -391,3 +449,17 @@ class EventBus(abc.ABC):
                 callback(message)
             except Exception:
                 log.exception("events.listener_failed topic=%s", topic)
+
+
+def _lines_after(chunks: list, start: Position | None) -> list:
+    """Cut the lines at or before ``start`` off the first chunk (an entry holds its lines up
+    to its position, so the first one read after a mid-chunk cursor starts too early)."""
+    if start is None or not chunks or not isinstance(chunks[0], LogChunk):
+        return chunks
+    first = chunks[0]
+    attempt, line = start
+    if first.attempt != attempt or first.first > line:
+        return chunks
+    first.lines = first.lines[line - first.first + 1 :]
+    first.first = line + 1
+    return chunks if first.lines else chunks[1:]

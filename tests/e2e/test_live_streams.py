@@ -12,6 +12,7 @@ import io
 import json
 import signal
 import subprocess
+import sys
 import time
 import uuid
 
@@ -23,10 +24,11 @@ from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from mitosis_sdk.schemas import Grant, Member, Role, TaskSpec, UserState
+from mitosis_server.events.log_user import log_user_name
 from mitosis_tui.commands.runner import run_batch
 from mitosis_tui.config import ClientSettings
 from tests.conftest import _pg_execute, free_port
-from tests.e2e.processes import Server, stop_process
+from tests.e2e.processes import Server, start_worker, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +72,7 @@ def pair(tmp_path_factory):
         client = redis.Redis.from_url(REDIS)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+        client.execute_command("ACL", "DELUSER", log_user_name(prefix))
         client.close()
 
 
@@ -253,7 +256,7 @@ async def test_a_hundred_thousand_lines_are_followed_in_order(pair):
         following = asyncio.create_task(follow())
         for start in range(0, 100_000, 5000):
             lines = [("stdout", str(n)) for n in range(start, start + 5000)]
-            await client.ship_logs(worker, task.task, task.attempt, lines)
+            await client.ship_logs(worker, task.task, task.attempt, lines, first_line=start + 1)
         await client.report_result(worker, task.task, task.attempt, exit_code=0)
         async with asyncio.timeout(60):
             await following
@@ -270,7 +273,7 @@ async def test_shipping_needs_the_open_attempt(pair):
     async with alice, client:
         submitted = await alice.submit_task(TaskSpec(command=["true"]))
         with pytest.raises(NotFound):
-            await client.ship_logs(worker, submitted.uuid, 1, [("stdout", "x")])
+            await client.ship_logs(worker, submitted.uuid, 1, [("stdout", "x")], first_line=1)
 
 
 async def test_invalid_cursors_are_a_clear_400(pair):
@@ -383,7 +386,11 @@ async def test_batch_wait_logs_and_events(pair, tmp_path):
         assert len(tasks) == 1  # one slot
         first = tasks[0]
         await client.ship_logs(
-            worker, first.task, first.attempt, [("stdout", "hello"), ("stderr", "oops")]
+            worker,
+            first.task,
+            first.attempt,
+            [("stdout", "hello"), ("stderr", "oops")],
+            first_line=1,
         )
         await client.report_result(
             worker, first.task, first.attempt, exit_code=0 if first.task == ok.task.uuid else 3
@@ -460,7 +467,7 @@ async def test_a_password_change_ends_an_open_log_stream(pair):
     async with alice, client, follower:
         submitted = await alice.submit_task(TaskSpec(command=["sleep", "60"]))
         (task,) = (await client.fetch_tasks(worker, wait=5.0)).tasks
-        await client.ship_logs(worker, task.task, task.attempt, [("stdout", "hi")])
+        await client.ship_logs(worker, task.task, task.attempt, [("stdout", "hi")], first_line=1)
         ending = asyncio.create_task(ends_with(follower.follow_logs(submitted.uuid), Unauthorized))
         await asyncio.sleep(0.5)
         await alice.change_password("pw-pw-pw-pw", "pw-pw-pw-pw-2")
@@ -523,3 +530,30 @@ async def wait_for_event(seen: list, task, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not any(e.object_id == str(task) for e in seen):
             await asyncio.sleep(0.05)
+
+
+async def test_a_real_worker_writes_its_task_s_output_straight_into_redis(pair, tmp_path):
+    """A `mitosis-worker` on A gets the log user at registration and appends the task's
+    lines itself (its Redis connection is the log user's); a follower on B reads them all."""
+    a, b, prefix = pair
+    alice = await user(a)
+    follower = on(alice, b)
+    worker = start_worker(
+        a, tmp_path / "home", tmp_path / "worker.log", "-u", alice.name, "-p", "pw-pw-pw-pw"
+    )
+    try:
+        async with alice, follower:
+            script = "import sys\nfor n in range(20000): print(n)\nprint('bye', file=sys.stderr)"
+            submitted = await alice.submit_task(TaskSpec(command=[sys.executable, "-c", script]))
+            received: list[tuple[str, str]] = []
+            async with asyncio.timeout(60):
+                async for line in follower.follow_logs(submitted.uuid):
+                    received.append((line.stream, line.text))
+            done = await follower.wait_tasks([submitted.uuid])
+            assert done[0].state == "completed"
+            assert [t for s, t in received if s == "stdout"] == [str(n) for n in range(20000)]
+            assert [t for s, t in received if s == "stderr"] == ["bye"]
+            clients = redis.Redis.from_url(REDIS).client_list()
+            assert any(c["user"] == log_user_name(prefix) for c in clients)
+    finally:
+        stop_process(worker)

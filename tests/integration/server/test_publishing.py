@@ -55,7 +55,7 @@ async def test_the_holding_worker_ships_lines_that_readers_of_the_group_can_read
     task = await alice.submit_task(TaskSpec(command=["true"]))
     held = await worker.fetch_one()
     lines = [("stdout", "one"), ("stderr", "two"), ("stdout", "three")]
-    await worker.client.ship_logs(worker.uuid, held.task, held.attempt, lines)
+    await worker.client.ship_logs(worker.uuid, held.task, held.attempt, lines, first_line=1)
     await worker.finish(held)
     read = [(x.stream, x.text) async for x in alice.follow_logs(task.uuid, follow=False)]
     assert read == lines
@@ -63,7 +63,7 @@ async def test_the_holding_worker_ships_lines_that_readers_of_the_group_can_read
         async for _ in bob.follow_logs(task.uuid, follow=False):
             pass
     with pytest.raises(errors.Conflict):
-        await worker.client.ship_logs(worker.uuid, held.task, held.attempt, lines)
+        await worker.client.ship_logs(worker.uuid, held.task, held.attempt, lines, first_line=4)
 
 
 def states_of(events, task) -> list[str]:
