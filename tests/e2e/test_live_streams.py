@@ -291,63 +291,120 @@ async def test_invalid_cursors_are_a_clear_400(pair):
                     pass
 
 
+class OwnRedis:
+    """A Redis of this test's own on a free loopback port, to stop and restart at will
+    (never the machine's shared one)."""
+
+    def __init__(self, directory) -> None:
+        self.port, self.directory = free_port(), directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM, timeout=10)
+
+
 @pytest.fixture
 def own_redis(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if redis.Redis(port=port).ping():
-                break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield port, process
-    stop_process(process, signal.SIGTERM, timeout=10)
-
-
-async def test_the_coordinator_keeps_serving_when_redis_goes_down(tmp_path, own_redis):
-    """With its Redis stopped mid-run, requests keep working and /ready says degraded."""
-    port, redis_process = own_redis
-    server = Server(
-        tmp_path / "data",
-        free_port(),
-        tmp_path / "server.log",
-        "--redis",
-        f"redis://127.0.0.1:{port}/0",
-    )
+    server = OwnRedis(tmp_path)
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pair_on_own_redis(tmp_path, own_redis):
+    """Coordinators A and B on a fresh PostgreSQL database and this test's own Redis."""
+    database = f"mito_e2e_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{database}"'))
+    shared = (
+        "--db",
+        f"postgres://postgres@127.0.0.1:5432/{database}",
+        "--redis",
+        own_redis.url,
+        "--jwt-private-key",
+        str(tmp_path / "keys" / "jwt.pem"),
+        "--jwt-public-key",
+        str(tmp_path / "keys" / "jwt.pub.pem"),
+    )
+    servers = [
+        Server(tmp_path / f"data-{name}", free_port(), tmp_path / f"{name}.log", *shared)
+        for name in "ab"
+    ]
     try:
-        alice = await user(server)
-        worker, client = await worker_of(alice, server)
-        async with alice, client:
-            await alice.submit_task(TaskSpec(command=["true"]))
-            stop_process(redis_process, signal.SIGTERM, timeout=10)
-            submitted = await alice.submit_task(TaskSpec(command=["true"]))
-            assert (await alice.get_task(submitted.uuid)).state == "ready"
-            reply = await client.fetch_tasks(worker, wait=2.0)
-            assert reply.tasks
-            ready = httpx.get(f"{server.url}/ready", timeout=5)
-            assert ready.status_code == 200
-            assert ready.json()["status"] == "degraded"
+        for server in servers:
+            server.start()
+        yield servers
     finally:
-        server.stop()
+        for server in servers:
+            if server.process is not None:
+                stop_process(server.process, signal.SIGTERM)
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+async def test_redis_down_mid_run_then_back(pair_on_own_redis, own_redis):
+    """Redis stopped mid-run: both coordinators keep serving (/ready says degraded), a fetch
+    parked on B still gets a task submitted on A (the re-check replaces the lost wake-up),
+    and the outage is logged; Redis back: an event stream opened before the outage carries
+    new events again."""
+    a, b = pair_on_own_redis
+    alice = await user(a)
+    worker, client = await worker_of(alice, b)
+    watcher = on(alice, b)
+    async with alice, client, watcher:
+        seen: list = []
+
+        async def watch():
+            async for event in watcher.events():
+                seen.append(event)
+
+        watching = asyncio.create_task(watch())
+        first = await alice.submit_task(TaskSpec(command=["true"]))
+        await wait_for_event(seen, first.uuid)
+        await alice.cancel_task(first.uuid)
+        own_redis.stop()
+        parked = asyncio.create_task(client.fetch_tasks(worker, wait=20.0))
+        await asyncio.sleep(0.5)
+        during = await alice.submit_task(TaskSpec(command=["true"]))
+        async with asyncio.timeout(20):
+            reply = await parked
+        assert [t.task for t in reply.tasks] == [during.uuid]
+        for server in (a, b):
+            ready = httpx.get(f"{server.url}/ready", timeout=5)
+            assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
+        assert "events.redis_down" in b.log.read_text()
+        own_redis.start()  # empty: nothing was saved
+        async with asyncio.timeout(20):
+            while True:  # the publisher notices Redis is back on its next write
+                after = await alice.submit_task(TaskSpec(command=["true"]))
+                try:
+                    await wait_for_event(seen, after.uuid, timeout=2.0)
+                    break
+                except TimeoutError:
+                    continue
+        assert not watching.done()
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        assert "events.redis_back" in b.log.read_text()
 
 
 def batch(server: Server, tmp_path, name: str):

@@ -11,10 +11,15 @@ import asyncio
 import contextlib
 
 import pytest
+from redis.asyncio import Redis
 
 from mitosis_sdk.schemas.events import Event, EventKind
-from mitosis_server.events import EventFanout, fanout
-from tests.integration.test_event_bus_contract import open_buses  # noqa: F401 (fixture)
+from mitosis_server.events import EventFanout, create_event_bus, fanout
+from tests.integration.test_event_bus_contract import (  # noqa: F401 (fixtures)
+    REDIS_URL,
+    open_buses,
+    redis_prefix,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -168,3 +173,23 @@ async def test_closing_the_fanout_ends_every_subscriber_with_the_final_item(open
     async with asyncio.timeout(5):
         await reader._task
     assert reader.data == b"1;" + BYE
+
+
+async def test_a_malformed_entry_is_skipped_and_the_reader_goes_on(redis_prefix, caplog):  # noqa: F811
+    """Garbage in the Redis stream is logged once and skipped; later events still flow."""
+    bus = create_event_bus(REDIS_URL, redis_prefix)
+    await bus.start()
+    fan = EventFanout(bus, frame, SLOW)
+    await fan.start()
+    raw = Redis.from_url(REDIS_URL)
+    try:
+        reader = Reader(fan, None, await bus.latest_cursor())
+        await raw.xadd(f"{redis_prefix}:events", {"d": b"not json"})
+        await bus.publish(event(7, "x"))
+        assert await reader.until(1) == [7]
+        await reader.stop()
+    finally:
+        await fan.close(BYE)
+        await bus.close()
+        await raw.aclose()
+    assert "events.malformed_entry" in caplog.text
