@@ -101,12 +101,15 @@ def on(client: AsyncClient, server: Server) -> AsyncClient:
     return other
 
 
-async def first_event(stream, predicate, timeout: float = 10.0):
-    async with asyncio.timeout(timeout):
-        async for event in stream:
-            if predicate(event):
-                return event
-    return None
+def collect(stream) -> tuple[list, asyncio.Task]:
+    """Items of ``stream`` appended to a list by a background task (cancel it when done)."""
+    seen: list = []
+
+    async def run() -> None:
+        async for item in stream:
+            seen.append(item)
+
+    return seen, asyncio.create_task(run())
 
 
 async def test_submit_on_a_wakes_a_fetch_parked_on_b(pair):
@@ -178,13 +181,7 @@ async def test_members_of_one_group_never_see_another_groups_events_or_logs(pair
     a, b, _ = pair
     alice, bob = await user(a), await user(b)
     async with alice, bob:
-        seen = []
-
-        async def watch():
-            async for event in bob.events():
-                seen.append(event)
-
-        watching = asyncio.create_task(watch())
+        seen, watching = collect(bob.events())
         await asyncio.sleep(0.5)
         hers = await alice.submit_task(TaskSpec(command=["true"]))
         await alice.cancel_task(hers.uuid)
@@ -371,13 +368,7 @@ async def test_redis_down_mid_run_then_back(pair_on_own_redis, own_redis):
     worker, client = await worker_of(alice, b)
     watcher = on(alice, b)
     async with alice, client, watcher:
-        seen: list = []
-
-        async def watch():
-            async for event in watcher.events():
-                seen.append(event)
-
-        watching = asyncio.create_task(watch())
+        seen, watching = collect(watcher.events())
         first = await alice.submit_task(TaskSpec(command=["true"]))
         await wait_for_event(seen, first.uuid)
         await alice.cancel_task(first.uuid)
@@ -562,13 +553,7 @@ async def test_a_member_removed_mid_stream_receives_nothing_more_of_that_group(p
     alice, bob = await user(a), await user(b)
     async with alice, bob:
         lab = await shared_group(alice, bob)
-        seen: list = []
-
-        async def watch():
-            async for event in bob.events():
-                seen.append(event)
-
-        watching = asyncio.create_task(watch())
+        seen, watching = collect(bob.events())
         await asyncio.sleep(0.5)
         before = await alice.submit_task(TaskSpec(command=["true"], group=lab))
         await wait_for_event(seen, before.uuid)
