@@ -41,15 +41,12 @@ from mitosis_server.state import Coordinator
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 15.0
+WAKE = 1.0  # how long one wait for the next chunk lasts (heartbeats count these)
 QUEUE_CHUNKS = 64
 STATE_CHECK = 5.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _encoder = msgspec.json.Encoder()
-
-
-class _End(bytes):
-    """The last bytes of a stream (empty: it just ends)."""
 
 
 SLOW = (
@@ -75,72 +72,90 @@ SHUTTING_DOWN = sse_item(
 )
 
 
-async def _pump(chunks: AsyncIterator[bytes], queue: asyncio.Queue) -> None:
-    """Source → queue; the queue's bound makes a slow client hold the source back (the
-    shared event reader drops such a subscriber rather than wait for it)."""
-    try:
-        async with contextlib.aclosing(chunks) as source:
-            async for chunk in source:
-                if chunk:
-                    await queue.put(chunk)
-    except InvalidCursor as exc:
-        _final(queue, StreamError(error="invalid_cursor", message=exc.message))
-        return
-    except EventBusUnavailable as exc:
-        _final(queue, StreamError(error="unavailable", message=exc.message))
-        return
-    except Exception as exc:  # never a crash in a background reader
-        log.warning("stream.reader_failed error=%s", exc)
-        _final(queue, StreamError(error="unavailable", message="the event stream failed"))
-        return
-    await queue.put(_End())
+class _Last(bytes):
+    """The last bytes of a stream (empty: it just ends)."""
 
 
-def _final(queue: asyncio.Queue, error: StreamError) -> None:
-    """Make room for the last item even in a full queue (the stream ends with it)."""
-    with contextlib.suppress(asyncio.QueueEmpty):
-        while queue.full():
-            queue.get_nowait()
-    queue.put_nowait(_End(sse_item(error)))
+class _Pumped:
+    """A source of chunks drained by a background task into a bounded queue, taken like a
+    fan-out subscription (the log streams' follower reads the bus at its own pace)."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], extra: list | None = None) -> None:
+        self._queue: asyncio.Queue = asyncio.Queue(QUEUE_CHUNKS)
+        self._tasks = [asyncio.create_task(self._pump(chunks), name="stream-reader")]
+        self._tasks += extra or []
+
+    async def _pump(self, chunks: AsyncIterator[bytes]) -> None:
+        try:
+            async with contextlib.aclosing(chunks) as source:
+                async for chunk in source:
+                    await self._queue.put(chunk)  # a slow client holds the follower back
+        except Exception as exc:
+            await self._queue.put(exc)
+            return
+        await self._queue.put(_Last())
+
+    async def take(self, timeout: float) -> tuple[bytes, bool]:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
+        except TimeoutError:
+            return b"", False
+        if isinstance(item, Exception):
+            raise item
+        return bytes(item), isinstance(item, _Last)
+
+    def end(self, final: bytes) -> None:
+        """Stop now, ``final`` being the last thing sent (room is made for it)."""
+        self._tasks[0].cancel()
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while self._queue.full():
+                self._queue.get_nowait()
+        self._queue.put_nowait(_Last(final))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def _serve(
-    coordinator: Coordinator,
-    principal,
-    groups: set[str] | None,
-    explicit: bool,
-    chunks: AsyncIterator[bytes],
-    extra: list | None = None,
+    coordinator: Coordinator, principal, groups: set[str] | None, explicit: bool, source
 ) -> AsyncIterator[bytes]:
     """Send the source's chunks, with heartbeats, until it ends, fails, or the caller's
     access to it does (a revoked session, a group lost: services/stream_access.py)."""
-    queue: asyncio.Queue = asyncio.Queue(QUEUE_CHUNKS)
-    reader = asyncio.create_task(_pump(chunks, queue), name="stream-reader")
-    background = [reader, *(extra or [])]
-
-    def end(error: StreamError) -> None:
-        reader.cancel()
-        _final(queue, error)
-
-    watch = coordinator.stream_access.watch(principal, groups, explicit, end)
+    watch = coordinator.stream_access.watch(
+        principal, groups, explicit, lambda error: source.end(sse_item(error))
+    )
+    idle = 0.0
     try:
         yield b": connected\n\n"
         while True:
             try:
-                async with asyncio.timeout(HEARTBEAT):
-                    item = await queue.get()
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            if item:
-                yield bytes(item)
-            if isinstance(item, _End):
+                chunk, last = await source.take(WAKE)
+            except InvalidCursor as exc:
+                yield sse_item(StreamError(error="invalid_cursor", message=exc.message))
+                return
+            except EventBusUnavailable as exc:
+                yield sse_item(StreamError(error="unavailable", message=exc.message))
+                return
+            except Exception as exc:  # never a traceback into a stream
+                log.warning("stream.reader_failed error=%s", exc)
+                yield sse_item(StreamError(error="unavailable", message="the stream failed"))
+                return
+            if chunk:
+                idle = 0.0
+                yield chunk
+            elif not last:
+                idle += WAKE
+                if idle >= HEARTBEAT:
+                    idle = 0.0
+                    yield b": keepalive\n\n"
+            if last:
                 return
     finally:
         coordinator.stream_access.release(watch)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await source.close()
 
 
 class EventController(Controller):
@@ -164,9 +179,11 @@ class EventController(Controller):
             cursor = await bus.latest_cursor()
         else:
             await bus.read_events(cursor, limit=1)  # an unusable cursor is a 400 now
-        chunks = coordinator.fanout.subscribe(None if groups is None else frozenset(groups), cursor)
+        subscription = coordinator.fanout.open(
+            None if groups is None else frozenset(groups), cursor
+        )
         return Stream(
-            _serve(coordinator, principal, groups, bool(group), chunks),
+            _serve(coordinator, principal, groups, bool(group), subscription),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
@@ -194,7 +211,7 @@ class EventController(Controller):
         else:
             source, extra = _backlog(bus, key, cursor), []
         return Stream(
-            _serve(coordinator, principal, {task.group}, True, _framed(source), extra),
+            _serve(coordinator, principal, {task.group}, True, _Pumped(_framed(source), extra)),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )

@@ -60,6 +60,7 @@ class Subscription:
         self._ready = asyncio.Event()
         self._final: bytes | None = None
         self.skip_until: Position | None = None  # live events at or before this were read
+        self.backlog: AsyncIterator[bytes] | None = None  # the catch-up, until it joins
 
     @property
     def ended(self) -> bool:
@@ -90,8 +91,14 @@ class Subscription:
             self._ready.set()
 
     async def take(self, timeout: float) -> tuple[bytes, bool]:  # noqa: ASYNC109
-        """Everything queued as one chunk (empty after ``timeout`` s with nothing new), and
-        whether the stream ends with it."""
+        """The next chunk to send: a page of the backlog while catching up, then everything
+        queued at once (empty after ``timeout`` s with nothing new); and whether the stream
+        ends with it. InvalidCursor or EventBusUnavailable while catching up are raised."""
+        if self.backlog is not None and self._final is None:
+            try:
+                return await anext(self.backlog), False
+            except StopAsyncIteration:
+                self.backlog = None
         if not self._chunks and self._final is None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -103,6 +110,11 @@ class Subscription:
         self._chunks.clear()
         self._events = self._bytes = 0
         return data, False
+
+    async def close(self) -> None:
+        if self.backlog is not None:
+            await self.backlog.aclose()
+        self._fanout.forget(self)
 
 
 class _Channel:
@@ -126,16 +138,19 @@ class EventFanout:
         self._by_group: dict[str, list[_Channel]] = {}
         self._started = asyncio.Event()
         self._reader: asyncio.Task | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read(), name="event-fanout")
 
     async def close(self, final: bytes) -> None:
         """Stop reading and end every open stream with ``final``."""
+        self._closing = True
         if self._reader is not None:
+            # The flag too: a client library may turn the cancellation of a blocking read
+            # into a connection error, which the loop would otherwise retry.
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait([self._reader], timeout=2 * BLOCK)
         self.end_all(final)
 
     def end_all(self, final: bytes) -> None:
@@ -149,21 +164,12 @@ class EventFanout:
 
     # -- subscribing ---------------------------------------------------------------------
 
-    async def subscribe(self, groups: Groups, after: str) -> AsyncIterator[bytes]:
-        """Framed chunks of the events after ``after`` matching ``groups``, first the
-        backlog, then live; ends after a final item (too slow, shutdown)."""
+    def open(self, groups: Groups, after: str) -> Subscription:
+        """A subscription to the events after ``after`` matching ``groups``: the backlog
+        first, then live; ``close`` it when done."""
         subscription = Subscription(self, groups)
-        try:
-            async with contextlib.aclosing(self._catch_up(subscription, after)) as backlog:
-                async for chunk in backlog:
-                    yield chunk
-            while True:
-                chunk, last = await subscription.take(BLOCK)
-                yield chunk
-                if last:
-                    return
-        finally:
-            self.forget(subscription)
+        subscription.backlog = self._catch_up(subscription, after)
+        return subscription
 
     async def _catch_up(self, subscription: Subscription, after: str) -> AsyncIterator[bytes]:
         """Read after ``after`` until level with the reader, then join it (no await between
@@ -211,7 +217,7 @@ class EventFanout:
 
     async def _read(self) -> None:
         delay = RETRY_MIN
-        while True:
+        while not self._closing:
             try:
                 if self.position is None:
                     self.position = await self.bus.latest_cursor()
