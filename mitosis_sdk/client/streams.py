@@ -86,7 +86,10 @@ class StreamsAPI(BaseClient):
                 "GET", path, params=_clean(params), headers=headers, timeout=timeout
             ) as response:
                 if response.status_code >= 400:
-                    raise error_from_body(response.status_code, await response.aread())
+                    error = error_from_body(response.status_code, await response.aread())
+                    if error.code == ErrorCode.UNAVAILABLE:  # e.g. its Redis is down for now
+                        raise _Resume(error.message)
+                    raise error
                 data: list[str] = []
                 async for line in response.aiter_lines():
                     if not line:

@@ -373,18 +373,17 @@ async def test_redis_down_mid_run_then_back(pair_on_own_redis, own_redis):
         await wait_for_event(seen, first.uuid)
         await alice.cancel_task(first.uuid)
         own_redis.stop()
-        parked = asyncio.create_task(client.fetch_tasks(worker, wait=20.0))
+        parked = asyncio.create_task(client.fetch_tasks(worker, wait=25.0))
         await asyncio.sleep(0.5)
         during = await alice.submit_task(TaskSpec(command=["true"]))
-        async with asyncio.timeout(20):
-            reply = await parked
-        assert [t.task for t in reply.tasks] == [during.uuid]
+        reply = await asyncio.wait_for(parked, 40)  # the poll itself ends after 25 s
+        assert [t.task for t in reply.tasks] == [during.uuid], "the re-check missed it"
         for server in (a, b):
             ready = httpx.get(f"{server.url}/ready", timeout=5)
             assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
         assert "events.redis_down" in b.log.read_text()
         own_redis.start()  # empty: nothing was saved
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):
             while True:  # the publisher notices Redis is back on its next write
                 after = await alice.submit_task(TaskSpec(command=["true"]))
                 try:
