@@ -59,7 +59,7 @@ class LogLimits:
     max_line_bytes: int = 64 * 1024
     buffer_lines: int = 50_000
     buffer_bytes: int = 8 * 1024 * 1024
-    batch_lines: int = 10_000
+    batch_lines: int = 50_000  # per delivery (the shipper sends it in pieces)
     linger: float = 0.1  # seconds between deliveries while lines keep coming
     std_log_bytes: int = 100 * 1024 * 1024  # per stream, with --terminal
 
@@ -170,7 +170,7 @@ class _LineBuffer:
                 # then let the next batch gather (the end of the output cuts it short).
                 await asyncio.sleep(0)
                 rest = started + self._limits.linger - asyncio.get_running_loop().time()
-                if rest > 0:
+                if rest > 0 and len(batch) < self._limits.batch_lines:  # else: more waits
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(rest):
                             await self._ended.wait()
