@@ -14,8 +14,8 @@ callers poll as a backstop):
 
 A backend implements a few primitives over named streams and topics (``_append``,
 ``_append_at``, ``_range``, ``_tail``, ``_latest``, ``_order``, ``_send_wake``,
-``_send_broadcast``). Everything above them (encoding, cursor
-checks, followers, local fan-out) lives here once, so the backends cannot drift apart and
+``_send_broadcast``). Everything above them (encoding, followers, local fan-out; the cursor
+rules are in events/cursors.py) lives here once, so the backends cannot drift apart and
 one contract suite tests both. Stream keys double as wake-up topics: appending to ``events``
 or ``log:<task>`` wakes the followers of that stream.
 
@@ -46,6 +46,13 @@ import msgspec
 from mitosis_sdk.errors import ErrorCode
 from mitosis_sdk.schemas.events import Event, LogChunk, LogEnd, ShippedLine, line_cursor
 from mitosis_server.errors import DomainError
+from mitosis_server.events.cursors import (
+    EVENTS,
+    Position,
+    lines_after,
+    logs_decoder,
+    parse_position,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +62,9 @@ LOG_IDLE_TTL = 7 * 86400.0
 LOG_END_TTL = 3600.0
 MAX_READ = 1000
 POLL_INTERVAL = 1.0
-EVENTS = "events"
-
-Position = tuple[int, int]
 
 _encoder = msgspec.json.Encoder()
 _events = msgspec.json.Decoder(Event)
-_logs = msgspec.json.Decoder(LogChunk | LogEnd)
-
-
-class InvalidCursor(DomainError):
-    """The reader cannot resume here; it restarts from the oldest kept item or from now."""
-
-    def __init__(self, cursor: str, problem: str) -> None:
-        super().__init__(
-            ErrorCode.INVALID_INPUT,
-            f"cursor {cursor[:64]!r} {problem}; resume from the oldest kept item (no cursor)"
-            " or from now",
-            {"field": "cursor"},
-        )
 
 
 class EventBusUnavailable(DomainError):
@@ -82,41 +73,6 @@ class EventBusUnavailable(DomainError):
             ErrorCode.UNAVAILABLE,
             "the event bus is unreachable; live updates resume when it is back",
         )
-
-
-def check_position(cursor: str, position: Position, floor: Position, latest: Position) -> None:
-    """Refuse a cursor past the newest item ever added, or below ``floor``, the oldest
-    position a reader can go on from without missing what was dropped."""
-    if position > latest:
-        raise InvalidCursor(cursor, "is unknown here (the stream was reset or expired)")
-    if position < floor:
-        raise InvalidCursor(cursor, "is older than the oldest kept item")
-
-
-def floor_of(key: str, position: Position, data: bytes) -> Position:
-    """The oldest position a reader may resume from when the entry at ``position`` is the
-    oldest kept: for an event, its own (the one before is unknown); for a log chunk, the
-    line before its first line."""
-    if key == EVENTS:
-        return position
-    try:
-        item = _logs.decode(data)
-    except msgspec.DecodeError:
-        return position
-    return (item.attempt, item.first - 1) if isinstance(item, LogChunk) else position
-
-
-def cursor_of(position: Position) -> str:
-    return f"{position[0]}-{position[1]}"
-
-
-def parse_position(cursor: str | bytes) -> Position:
-    """``<int>-<int>`` (Redis entry ids, log line positions) as a comparable pair."""
-    text = cursor.decode() if isinstance(cursor, bytes) else cursor
-    major, sep, minor = text.partition("-")
-    if not (sep and major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit()):
-        raise InvalidCursor(text, "is not a cursor of this event bus")
-    return int(major), int(minor)
 
 
 def log_key(task_id: str) -> str:
@@ -294,18 +250,20 @@ class EventBus(abc.ABC):
     ) -> list[LogChunk | LogEnd]:
         """Up to ``limit`` chunks holding the lines after ``after`` (None: every kept line)."""
         start = None if after is None else parse_position(after)
-        chunks, _, _ = await self._read(log_key(task_id), after, limit, _logs)
-        return _lines_after(chunks, start)
+        chunks, _, _ = await self._read(log_key(task_id), after, limit, logs_decoder)
+        return lines_after(chunks, start)
 
     async def follow_log(
         self, task_id: str, after: str | None = None
     ) -> AsyncIterator[LogChunk | LogEnd]:
         """The backlog, then live chunks, ending after the LogEnd marker (or when closed)."""
         start = None if after is None else parse_position(after)
-        async with contextlib.aclosing(self._follow(log_key(task_id), after, _logs)) as chunks:
+        async with contextlib.aclosing(
+            self._follow(log_key(task_id), after, logs_decoder)
+        ) as chunks:
             async for chunk in chunks:
                 if start is not None:
-                    (trimmed,) = _lines_after([chunk], start) or [None]
+                    (trimmed,) = lines_after([chunk], start) or [None]
                     start = None
                     if trimmed is None:
                         continue
@@ -449,17 +407,3 @@ class EventBus(abc.ABC):
                 callback(message)
             except Exception:
                 log.exception("events.listener_failed topic=%s", topic)
-
-
-def _lines_after(chunks: list, start: Position | None) -> list:
-    """Cut the lines at or before ``start`` off the first chunk (an entry holds its lines up
-    to its position, so the first one read after a mid-chunk cursor starts too early)."""
-    if start is None or not chunks or not isinstance(chunks[0], LogChunk):
-        return chunks
-    first = chunks[0]
-    attempt, line = start
-    if first.attempt != attempt or first.first > line:
-        return chunks
-    first.lines = first.lines[line - first.first + 1 :]
-    first.first = line + 1
-    return chunks if first.lines else chunks[1:]

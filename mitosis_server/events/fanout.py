@@ -29,12 +29,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from mitosis_sdk.schemas.events import Event
-from mitosis_server.events.base import (
-    EventBus,
-    EventBusUnavailable,
-    InvalidCursor,
-    Position,
-)
+from mitosis_server.events.base import EventBus, EventBusUnavailable
+from mitosis_server.events.cursors import InvalidCursor, Position
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from mitosis_server.events.base import (
+from mitosis_server.events.base import EventBus
+from mitosis_server.events.cursors import (
     EVENTS,
-    EventBus,
     InvalidCursor,
     Position,
     check_position,

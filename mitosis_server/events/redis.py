@@ -42,9 +42,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from mitosis_server.events.base import (
-    EventBus,
-    EventBusUnavailable,
+from mitosis_server.events.base import EventBus, EventBusUnavailable
+from mitosis_server.events.cursors import (
     Position,
     check_position,
     cursor_of,
