@@ -9,8 +9,11 @@ worker token (no processes run) unless a test starts a real one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -24,26 +27,16 @@ REDIS = "redis://127.0.0.1:6379/0"
 LOG_HISTORY = 120_000
 
 
-@pytest.fixture(scope="module", name="pair")
-def pair_fixture(tmp_path_factory):
-    """Coordinators A and B over one fresh PostgreSQL database and one Redis prefix."""
-    tmp = tmp_path_factory.mktemp("pair")
+@contextlib.contextmanager
+def coordinator_pair(tmp: Path, redis_url: str, *extra: str) -> Iterator[list[Server]]:
+    """Coordinators A and B over one fresh PostgreSQL database, ``redis_url`` and one key
+    pair; stopped and the database dropped afterwards."""
     database = f"mito_e2e_{uuid.uuid4().hex[:12]}"
-    prefix = f"mito-test-{uuid.uuid4().hex[:8]}"
     asyncio.run(_pg_execute(f'CREATE DATABASE "{database}"'))
     shared = (
-        "--db",
-        f"postgres://postgres@127.0.0.1:5432/{database}",
-        "--redis",
-        REDIS,
-        "--redis-prefix",
-        prefix,
-        "--log-history",
-        str(LOG_HISTORY),
-        "--jwt-private-key",
-        str(tmp / "keys" / "jwt.pem"),
-        "--jwt-public-key",
-        str(tmp / "keys" / "jwt.pub.pem"),
+        *("--db", f"postgres://postgres@127.0.0.1:5432/{database}", "--redis", redis_url),
+        *("--jwt-private-key", str(tmp / "keys" / "jwt.pem")),
+        *("--jwt-public-key", str(tmp / "keys" / "jwt.pub.pem"), *extra),
     )
     servers = [
         Server(tmp / f"data-{name}", free_port(), tmp / f"{name}.log", *shared) for name in "ab"
@@ -51,12 +44,24 @@ def pair_fixture(tmp_path_factory):
     try:
         for server in servers:  # A first: it migrates and writes the key pair B reuses
             server.start()
-        yield servers[0], servers[1], prefix
+        yield servers
     finally:
         for server in servers:
             if server.process is not None:
                 stop_process(server.process, signal.SIGTERM)
         asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module", name="pair")
+def pair_fixture(tmp_path_factory):
+    """(A, B, prefix): two coordinators on the machine's Redis, under a prefix of their own
+    (keys and the log user deleted afterwards)."""
+    prefix = f"mito-test-{uuid.uuid4().hex[:8]}"
+    extra = ("--redis-prefix", prefix, "--log-history", str(LOG_HISTORY))
+    try:
+        with coordinator_pair(tmp_path_factory.mktemp("pair"), REDIS, *extra) as (a, b):
+            yield a, b, prefix
+    finally:
         client = redis.Redis.from_url(REDIS)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)

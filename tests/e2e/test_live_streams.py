@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import httpx
 import pytest
@@ -23,11 +22,12 @@ from mitosis_sdk.schemas import TaskSpec
 from mitosis_server.events.log_user import log_user_name
 from mitosis_tui.commands.runner import run_batch
 from mitosis_tui.config import ClientSettings
-from tests.conftest import _pg_execute, free_port
+from tests.conftest import free_port
 from tests.e2e.live import (  # noqa: F401 (pair_fixture: the `pair` fixture)
     LOG_HISTORY,
     REDIS,
     collect,
+    coordinator_pair,
     on,
     pair_fixture,
     user,
@@ -214,31 +214,8 @@ def own_redis(tmp_path):
 @pytest.fixture
 def pair_on_own_redis(tmp_path, own_redis):
     """Coordinators A and B on a fresh PostgreSQL database and this test's own Redis."""
-    database = f"mito_e2e_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_execute(f'CREATE DATABASE "{database}"'))
-    shared = (
-        "--db",
-        f"postgres://postgres@127.0.0.1:5432/{database}",
-        "--redis",
-        own_redis.url,
-        "--jwt-private-key",
-        str(tmp_path / "keys" / "jwt.pem"),
-        "--jwt-public-key",
-        str(tmp_path / "keys" / "jwt.pub.pem"),
-    )
-    servers = [
-        Server(tmp_path / f"data-{name}", free_port(), tmp_path / f"{name}.log", *shared)
-        for name in "ab"
-    ]
-    try:
-        for server in servers:
-            server.start()
+    with coordinator_pair(tmp_path, own_redis.url) as servers:
         yield servers
-    finally:
-        for server in servers:
-            if server.process is not None:
-                stop_process(server.process, signal.SIGTERM)
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
 async def test_redis_down_mid_run_then_back(pair_on_own_redis, own_redis):
