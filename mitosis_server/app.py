@@ -44,12 +44,14 @@ from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.engine import create_engine, session_factory
 from mitosis_server.db.migrate import upgrade
 from mitosis_server.errors import DomainError
-from mitosis_server.events import create_event_bus
+from mitosis_server.events import EventFanout, create_event_bus
+from mitosis_server.events.log_user import provision_log_user, without_credentials
 from mitosis_server.jobs.files import FileSweeper
 from mitosis_server.jobs.liveness import LivenessMonitor
 from mitosis_server.services.auth import Authenticator
 from mitosis_server.services.passwords import configure_hashing
 from mitosis_server.services.ratelimit import FailureLimiter
+from mitosis_server.services.stream_access import StreamAccess
 from mitosis_server.services.tokens import TokenSigner, generate_key_pair
 from mitosis_server.services.uploads import Objects
 from mitosis_server.services.users import bootstrap_admin
@@ -133,22 +135,43 @@ async def event_bus(coordinator: Coordinator) -> AsyncIterator[None]:
     )
     await bus.start()
     coordinator.events = bus
+    if settings.redis is not None and settings.redis_log_shipping:
+        coordinator.log_shipping = await provision_log_user(
+            settings.redis,
+            settings.redis_prefix,
+            settings.redis_worker_url or without_credentials(settings.redis),
+            settings.log_history,
+            bus.log_idle_ttl,
+        )
     wakeups = coordinator.wakeups
     wakeups.attach(bus)
     authenticator = coordinator.authenticator
 
+    access = coordinator.stream_access = StreamAccess(coordinator.sessions)
+
+    def forgotten(message: str) -> None:
+        authenticator.drop(None if message == ALL_SESSIONS else message)
+        access.poke()
+
     def forget_elsewhere(session_id: str | None) -> None:
+        access.poke()
         message = session_id or ALL_SESSIONS
         wakeups.spawn(bus.broadcast(AUTH_TOPIC, message, here=False), "auth-forget")
 
-    stop = bus.listen(AUTH_TOPIC, lambda m: authenticator.drop(None if m == ALL_SESSIONS else m))
+    stop_listening = bus.listen(AUTH_TOPIC, forgotten)
     authenticator.on_forget = forget_elsewhere
+    fanout = coordinator.fanout = EventFanout(bus, events.sse_item, events.TOO_SLOW)
+    await fanout.start()
+    checks = asyncio.create_task(access.run(), name="stream-access")
     log.info("events.ready backend=%s", type(bus).__name__)
     try:
         yield
     finally:
         authenticator.on_forget = None
-        stop()
+        stop_listening()
+        checks.cancel()
+        await fanout.close(events.SHUTTING_DOWN)
+        await asyncio.gather(checks, return_exceptions=True)
         await wakeups.drain()
         await bus.close()
 

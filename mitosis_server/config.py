@@ -34,6 +34,17 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     redis_prefix: Annotated[
         str, Option("prefix of every Redis key and channel (one per deployment)")
     ] = "mitosis"
+    redis_log_shipping: Annotated[
+        bool,
+        Option(
+            "hand workers a write-only Redis user for their live logs (Redis 7 ACLs);"
+            " --no-redis-log-shipping: through the coordinator"
+        ),
+    ] = True
+    redis_worker_url: Annotated[
+        str | None,
+        Option("Redis as workers reach it, for live logs (default: redis without credentials)"),
+    ] = None
     event_history: Annotated[int, Option("task/worker events kept for resuming streams")] = 100_000
     log_history: Annotated[int, Option("live log lines kept per task (older ones drop)")] = 10_000
     s3_url: Annotated[str | None, Option("S3 endpoint URL (default: local object dir)")] = None
@@ -149,8 +160,10 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
                 normalise_url(self.db)
             except ValueError as exc:
                 raise ValueError(f"option 'db': {exc}") from None
-        if self.redis is not None and not self.redis.startswith(("redis://", "rediss://")):
-            raise ValueError(f"option 'redis': expected a redis:// URL, got {self.redis!r}")
+        for name in ("redis", "redis_worker_url"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith(("redis://", "rediss://")):
+                raise ValueError(f"option {name!r}: expected a redis:// URL, got {value!r}")
         if self.s3_url is not None and not self.s3_url.startswith(("http://", "https://")):
             raise ValueError(f"option 's3_url': expected an http(s):// URL, got {self.s3_url!r}")
         for name in ("s3_public_url", "public_url"):

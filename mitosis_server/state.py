@@ -28,3 +28,9 @@ class Coordinator:
     store: Any = None
     # The event bus (events/): in-process, or Redis when configured; started in the lifespan.
     events: Any = None
+    # The one shared reader of the event stream feeding every open stream (events/fanout.py).
+    fanout: Any = None
+    # Re-checks every open stream's session and groups (services/stream_access.py).
+    stream_access: Any = None
+    # Redis credentials for workers to write live logs with (events/log_user.py), or None.
+    log_shipping: Any = None

@@ -47,7 +47,7 @@ from mitosis_worker import manager
 from mitosis_worker.backoff import Backoff
 from mitosis_worker.config import WorkerSettings, split_list
 from mitosis_worker.executor import Attempt
-from mitosis_worker.logship import log_shipper
+from mitosis_worker.logship import RedisLogWriter, log_shipper
 from mitosis_worker.outputs import AttemptLink
 from mitosis_worker.reports import Reporter
 from mitosis_worker.runner import RunnerConfig, attempt_for, run_assignment
@@ -96,6 +96,8 @@ class WorkerDaemon:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
     exit_code: int = 0
+    # Where live logs go straight into Redis, when the coordinator handed out a user.
+    log_redis: RedisLogWriter | None = None
 
     def __post_init__(self) -> None:
         self.reporter = Reporter(self._send_phase, self._send_result)
@@ -111,6 +113,8 @@ class WorkerDaemon:
         registered = await self.client.register_worker(**registration(self.settings))
         self.worker_id = registered.worker.uuid
         self.client.token = registered.token
+        if registered.log_redis is not None:  # live logs straight into Redis (X5)
+            self.log_redis = RedisLogWriter(registered.log_redis)
         log.info("worker.registered uuid=%s slots=%s", self.worker_id, self.settings.slots)
         self._write_status("online")
         started = time.monotonic()
@@ -123,6 +127,8 @@ class WorkerDaemon:
             await self.stop.wait()
             await self._finish_running()
         await self._unregister()
+        if self.log_redis is not None:
+            await self.log_redis.aclose()
         return self.exit_code
 
     async def _send_phase(self, task: uuid.UUID, report: PhaseReport) -> None:
@@ -245,7 +251,9 @@ class WorkerDaemon:
 
     def _start(self, group: asyncio.TaskGroup, assignment: Assignment) -> None:
         key = (assignment.task, assignment.attempt)
-        sink = log_shipper(self.client, self.worker_id, assignment.task, assignment.attempt)
+        sink = log_shipper(
+            self.client, self.worker_id, assignment.task, assignment.attempt, self.log_redis
+        )
         attempt = attempt_for(assignment, self.runner, self.reporter, log_sink=sink)
         running = Running(assignment, attempt)
         self.running[key] = running

@@ -12,6 +12,9 @@ output, so capture is shaped like this:
   hands batches to the async sink; the readers never await the sink. When the sink falls
   behind, the oldest lines go and the next batch starts with ``[… N lines dropped]``, so the
   end of the output, where errors usually are, survives.
+* After each delivery the pump lets lines gather for ``linger`` seconds (unless the output
+  has ended), so a task printing 50,000 lines a second is shipped in a few large batches,
+  not thousands of small ones, while a quiet task's line still goes out at once.
 * With ``--terminal`` the raw bytes also go to ``stdout.log`` and ``stderr.log``: the first
   ``std_log_bytes`` of each, then a line saying how much was cut.
 """
@@ -54,9 +57,10 @@ class LogLimits:
     """Memory and disk bounds of one attempt's capture."""
 
     max_line_bytes: int = 64 * 1024
-    buffer_lines: int = 10_000
+    buffer_lines: int = 50_000
     buffer_bytes: int = 8 * 1024 * 1024
-    batch_lines: int = 1_000
+    batch_lines: int = 50_000  # per delivery (the shipper sends it in pieces)
+    linger: float = 0.1  # seconds between deliveries while lines keep coming
     std_log_bytes: int = 100 * 1024 * 1024  # per stream, with --terminal
 
 
@@ -134,6 +138,7 @@ class _LineBuffer:
         self._bytes = 0
         self._dropped = {STDOUT: 0, STDERR: 0}
         self._ready = asyncio.Event()
+        self._ended = asyncio.Event()
         self._closed = False
 
     def put(self, stream: str, lines: list[bytes]) -> None:
@@ -147,6 +152,7 @@ class _LineBuffer:
 
     def close(self) -> None:
         self._closed = True
+        self._ended.set()
         self._ready.set()
 
     async def run(self) -> None:
@@ -155,12 +161,19 @@ class _LineBuffer:
             await self._ready.wait()
             batch = self._take_batch()
             if batch:
+                started = asyncio.get_running_loop().time()
                 try:
                     await self._sink(batch)
                 except Exception as exc:
                     logger.warning("logs.sink_failed: %s", exc)
-                # Yield even when the sink did not, so the readers always get their turn.
+                # Yield even when the sink did not, so the readers always get their turn;
+                # then let the next batch gather (the end of the output cuts it short).
                 await asyncio.sleep(0)
+                rest = started + self._limits.linger - asyncio.get_running_loop().time()
+                if rest > 0 and len(batch) < self._limits.batch_lines:  # else: more waits
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(rest):
+                            await self._ended.wait()
             elif self._closed:
                 return
             else:

@@ -2,8 +2,11 @@
 
 The coordinator speaks Server-Sent Events; this module parses them into the wire Structs of
 ``mitosis_sdk.schemas.events``. Both iterators remember the cursor of the last item they
-yielded and, when the coordinator drops them for falling behind or the connection breaks,
-reconnect from it (a bounded number of times in a row), so a caller sees every item once::
+yielded and, when the coordinator drops them for falling behind, asks them to reconnect (the
+caller's groups changed, it is shutting down) or the connection breaks, reconnect from it (a
+bounded number of times in a row), so a caller sees every item once. A stream the caller may
+no longer follow (session ended, account locked, group lost) raises the typed error a new
+request would (``Unauthorized``, ``Forbidden``)::
 
     async for event in mito.events(groups=["physics"]):
         print(event.kind, event.object_id, event.payload)
@@ -24,19 +27,27 @@ import httpx
 import msgspec
 
 from mitosis_sdk.client.base import BaseClient, _clean
-from mitosis_sdk.errors import BadRequest, ConnectionFailed, ErrorCode, error_from_body
+from mitosis_sdk.errors import (
+    STATUS_OF_CODE,
+    BadRequest,
+    ConnectionFailed,
+    ErrorBody,
+    ErrorCode,
+    error_from_body,
+)
 from mitosis_sdk.schemas import TaskInfo
 from mitosis_sdk.schemas.events import (
     Event,
     EventKind,
     LogBatch,
+    LogChunk,
     LogEnd,
     LogLine,
     ShippedLine,
     StreamError,
 )
 
-_items = msgspec.json.Decoder(Event | LogLine | LogEnd | StreamError)
+_items = msgspec.json.Decoder(Event | LogChunk | LogEnd | StreamError)
 
 # The coordinator sends a comment at least every 15 s; three missed mean the link is dead.
 READ_TIMEOUT = 45.0
@@ -49,6 +60,22 @@ class _Resume(Exception):
     """The stream ended early in a way a reconnect from the last cursor repairs."""
 
 
+# Final errors a reconnect cannot repair: the same answer a new request would get.
+_FATAL = {code.value for code in ErrorCode} - {ErrorCode.UNAVAILABLE.value}
+
+
+def _stream_error(item: StreamError) -> Exception:
+    """What the last item of a stream means: raise it, or reconnect (too slow, the caller's
+    groups changed, the coordinator restarts, the bus failed)."""
+    if item.error == "invalid_cursor":
+        return BadRequest(item.message, ErrorCode.INVALID_INPUT)
+    if item.error in _FATAL:
+        code = ErrorCode(item.error)
+        body = msgspec.json.encode(ErrorBody(error=code, message=item.message))
+        return error_from_body(STATUS_OF_CODE[code], body)
+    return _Resume(item.message)
+
+
 class StreamsAPI(BaseClient):
     async def _sse(self, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
         """Decoded items of one SSE response; raises typed errors for 4xx/5xx."""
@@ -59,7 +86,10 @@ class StreamsAPI(BaseClient):
                 "GET", path, params=_clean(params), headers=headers, timeout=timeout
             ) as response:
                 if response.status_code >= 400:
-                    raise error_from_body(response.status_code, await response.aread())
+                    error = error_from_body(response.status_code, await response.aread())
+                    if error.code == ErrorCode.UNAVAILABLE:  # e.g. its Redis is down for now
+                        raise _Resume(error.message)
+                    raise error
                 data: list[str] = []
                 async for line in response.aiter_lines():
                     if not line:
@@ -79,9 +109,7 @@ class StreamsAPI(BaseClient):
             try:
                 async for item in self._sse(path, {**params, "cursor": cursor}):
                     if isinstance(item, StreamError):
-                        if item.error == "invalid_cursor":
-                            raise BadRequest(item.message, ErrorCode.INVALID_INPUT)
-                        raise _Resume(item.message)
+                        raise _stream_error(item)
                     failures = 0
                     if item.cursor:
                         cursor = item.cursor
@@ -114,18 +142,23 @@ class StreamsAPI(BaseClient):
             async for item in items:
                 if isinstance(item, LogEnd):
                     return
-                if isinstance(item, LogLine):
-                    yield item
+                if isinstance(item, LogChunk):
+                    for line in item.log_lines():
+                        yield line
 
     async def ship_logs(
         self,
         worker: uuid.UUID | str,
         task: uuid.UUID | str,
         attempt: int,
-        lines: Iterable[tuple[str, str]],
+        lines: Iterable[ShippedLine | tuple[str, str]],
+        *,
+        first_line: int,
     ) -> None:
-        """Append ``(stream, text)`` lines to the live log of the attempt the worker holds."""
-        body = LogBatch(attempt=attempt, lines=[ShippedLine(stream=s, text=t) for s, t in lines])
+        """Append ``(stream, text)`` lines, numbered from ``first_line`` (the attempt's lines
+        count from 1), to the live log of the attempt the worker holds."""
+        shipped = [x if isinstance(x, ShippedLine) else ShippedLine(*x) for x in lines]
+        body = LogBatch(attempt=attempt, first_line=first_line, lines=shipped)
         await self.request("POST", f"/api/workers/{worker}/tasks/{task}/logs", body=body)
 
     async def wait_tasks(

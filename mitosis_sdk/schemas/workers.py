@@ -15,6 +15,7 @@ from typing import Annotated
 import msgspec
 
 from mitosis_sdk.schemas.common import Name, Role, Struct
+from mitosis_sdk.schemas.events import RedisShipping
 from mitosis_sdk.schemas.limits import TagList, check_unique
 from mitosis_sdk.schemas.tasks import (
     Resource,
@@ -101,11 +102,13 @@ class WorkerInfo(Struct):
 
 
 class WorkerRegistered(Struct):
-    """The new worker and its own token (bound to it; renewed by heartbeats)."""
+    """The new worker and its own token (bound to it; renewed by heartbeats), and, when the
+    coordinator uses Redis, where to write live logs directly (None: through it)."""
 
     worker: WorkerInfo
     token: str
     token_expires_at: datetime
+    log_redis: RedisShipping | None = None
 
 
 class AttemptRef(Struct):

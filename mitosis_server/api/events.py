@@ -5,15 +5,18 @@
   ``data: <Event JSON>``. Without ``cursor`` the stream starts from now; with one it resumes
   right after it (no gap, no duplicate), and a cursor the bus no longer keeps is a 400 before
   anything is streamed.
-* ``GET /api/tasks/{uuid}/logs?follow=&cursor=`` — the task's kept log lines, then (with
-  ``follow``) live ones, then a ``log.end`` item; 404 for a task the caller cannot see.
+* ``GET /api/tasks/{uuid}/logs?follow=&cursor=`` — the task's kept log lines in chunks
+  (``log.chunk``: the lines one shipment carried), then (with ``follow``) live ones, then a
+  ``log.end`` item; 404 for a task the caller cannot see. A cursor may name any line.
 * ``POST /api/workers/{worker}/tasks/{task}/logs`` — a worker ships a batch of lines of the
   attempt it holds.
 
-Backpressure: a reader task pulls from the bus into a bounded queue per connection; when a
-client does not drain it in time, the connection gets a final ``error`` item and ends, so
-the coordinator never waits for a slow client. A comment line every ``HEARTBEAT`` seconds
-keeps proxies from closing an idle stream.
+Events come from the coordinator's one shared reader (events/fanout.py), framed once per
+event and handed over in chunks; a client that does not drain them in time gets a final
+``error`` item (``too_slow``) and ends, so the coordinator never waits for a slow client.
+Every open stream is re-checked about once a second (services/stream_access.py): a revoked
+session or a lost group ends it with a final ``error`` item. A comment line every
+``HEARTBEAT`` seconds keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -29,59 +32,21 @@ from litestar.params import FromQuery, JSONBody
 from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from mitosis_sdk.schemas.events import Event, LogBatch, LogEnd, LogLine, StreamError
+from mitosis_sdk.schemas.events import Event, LogBatch, LogChunk, LogEnd, StreamError
 from mitosis_server.api.guards import DB, Caller, PathUUID, own_worker_only, users_only
-from mitosis_server.events import InvalidCursor
+from mitosis_server.events import EventBusUnavailable, InvalidCursor
 from mitosis_server.services import streams
 from mitosis_server.state import Coordinator
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 15.0
-QUEUE_SIZE = 2000
+WAKE = 1.0  # how long one wait for the next chunk lasts (heartbeats count these)
+QUEUE_CHUNKS = 64
 STATE_CHECK = 5.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _encoder = msgspec.json.Encoder()
-_DONE = object()
-
-
-def _coordinator(request: Request) -> Coordinator:
-    return request.app.state.coordinator
-
-
-def sse_item(item: Event | LogLine | LogEnd | StreamError) -> bytes:
-    kind = item.kind if isinstance(item, Event) else type(item).__struct_config__.tag
-    cursor = getattr(item, "cursor", None)
-    head = f"id: {cursor}\n" if cursor else ""
-    return f"{head}event: {kind}\ndata: ".encode() + _encoder.encode(item) + b"\n\n"
-
-
-async def _pump(
-    source: AsyncIterator, keep: Callable[[object], bool], queue: asyncio.Queue
-) -> None:
-    """Bus → queue, never waiting for the client: a full queue ends the stream."""
-    try:
-        async with contextlib.aclosing(source) as items:
-            async for item in items:
-                if not keep(item):
-                    continue
-                try:
-                    queue.put_nowait(item)
-                except asyncio.QueueFull:
-                    log.warning("stream.dropped_slow_client queued=%d", queue.qsize())
-                    _final(queue, StreamError(error="too_slow", message=SLOW))
-                    return
-                if isinstance(item, LogEnd):
-                    break
-    except InvalidCursor as exc:
-        _final(queue, StreamError(error="invalid_cursor", message=exc.message))
-        return
-    except Exception as exc:  # never a crash in a background reader
-        log.warning("stream.reader_failed error=%s", exc)
-        _final(queue, StreamError(error="unavailable", message="the event stream failed"))
-        return
-    _final(queue, _DONE)
 
 
 SLOW = (
@@ -90,40 +55,107 @@ SLOW = (
 )
 
 
-def _final(queue: asyncio.Queue, item: object) -> None:
-    """Make room for the last item even in a full queue (the client is dropped anyway)."""
-    if queue.full():
+def _coordinator(request: Request) -> Coordinator:
+    return request.app.state.coordinator
+
+
+def sse_item(item: Event | LogChunk | LogEnd | StreamError) -> bytes:
+    kind = item.kind if isinstance(item, Event) else type(item).__struct_config__.tag
+    cursor = getattr(item, "cursor", None)
+    head = f"id: {cursor}\n" if cursor else ""
+    return f"{head}event: {kind}\ndata: ".encode() + _encoder.encode(item) + b"\n\n"
+
+
+TOO_SLOW = sse_item(StreamError(error="too_slow", message=SLOW))
+SHUTTING_DOWN = sse_item(
+    StreamError(error="unavailable", message="the coordinator is shutting down; reconnect")
+)
+
+
+class _Last(bytes):
+    """The last bytes of a stream (empty: it just ends)."""
+
+
+class _Pumped:
+    """A source of chunks drained by a background task into a bounded queue, taken like a
+    fan-out subscription (the log streams' follower reads the bus at its own pace)."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], extra: list | None = None) -> None:
+        self._queue: asyncio.Queue = asyncio.Queue(QUEUE_CHUNKS)
+        self._tasks = [asyncio.create_task(self._pump(chunks), name="stream-reader")]
+        self._tasks += extra or []
+
+    async def _pump(self, chunks: AsyncIterator[bytes]) -> None:
+        try:
+            async with contextlib.aclosing(chunks) as source:
+                async for chunk in source:
+                    await self._queue.put(chunk)  # a slow client holds the follower back
+        except Exception as exc:
+            await self._queue.put(exc)
+            return
+        await self._queue.put(_Last())
+
+    async def take(self, timeout: float) -> tuple[bytes, bool]:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
+        except TimeoutError:
+            return b"", False
+        if isinstance(item, Exception):
+            raise item
+        return bytes(item), isinstance(item, _Last)
+
+    def end(self, final: bytes) -> None:
+        """Stop now, ``final`` being the last thing sent (room is made for it)."""
+        self._tasks[0].cancel()
         with contextlib.suppress(asyncio.QueueEmpty):
-            while queue.qsize() >= queue.maxsize:
-                queue.get_nowait()
-    queue.put_nowait(item)
+            while self._queue.full():
+                self._queue.get_nowait()
+        self._queue.put_nowait(_Last(final))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def _serve(
-    source: AsyncIterator, keep: Callable[[object], bool], extra: list | None = None
+    coordinator: Coordinator, principal, groups: set[str] | None, explicit: bool, source
 ) -> AsyncIterator[bytes]:
-    """Drain the queue to the client, with heartbeats, until the reader is done."""
-    queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
-    reader = asyncio.create_task(_pump(source, keep, queue), name="stream-reader")
-    background = [reader, *(extra or [])]
+    """Send the source's chunks, with heartbeats, until it ends, fails, or the caller's
+    access to it does (a revoked session, a group lost: services/stream_access.py)."""
+    watch = coordinator.stream_access.watch(
+        principal, groups, explicit, lambda error: source.end(sse_item(error))
+    )
+    idle = 0.0
     try:
         yield b": connected\n\n"
         while True:
             try:
-                async with asyncio.timeout(HEARTBEAT):
-                    item = await queue.get()
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            if item is _DONE:
+                chunk, last = await source.take(WAKE)
+            except InvalidCursor as exc:
+                yield sse_item(StreamError(error="invalid_cursor", message=exc.message))
                 return
-            yield sse_item(item)
-            if isinstance(item, StreamError | LogEnd):
+            except EventBusUnavailable as exc:
+                yield sse_item(StreamError(error="unavailable", message=exc.message))
+                return
+            except Exception as exc:  # never a traceback into a stream
+                log.warning("stream.reader_failed error=%s", exc)
+                yield sse_item(StreamError(error="unavailable", message="the stream failed"))
+                return
+            if chunk:
+                idle = 0.0
+                yield chunk
+            elif not last:
+                idle += WAKE
+                if idle >= HEARTBEAT:
+                    idle = 0.0
+                    yield b": keepalive\n\n"
+            if last:
                 return
     finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        coordinator.stream_access.release(watch)
+        await source.close()
 
 
 class EventController(Controller):
@@ -147,12 +179,11 @@ class EventController(Controller):
             cursor = await bus.latest_cursor()
         else:
             await bus.read_events(cursor, limit=1)  # an unusable cursor is a 400 now
-
-        def keep(event: object) -> bool:
-            return groups is None or not groups.isdisjoint(event.groups)
-
+        subscription = coordinator.fanout.open(
+            None if groups is None else frozenset(groups), cursor
+        )
         return Stream(
-            _serve(bus.subscribe(cursor), keep),
+            _serve(coordinator, principal, groups, bool(group), subscription),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
@@ -180,13 +211,21 @@ class EventController(Controller):
         else:
             source, extra = _backlog(bus, key, cursor), []
         return Stream(
-            _serve(source, lambda _: True, extra),
+            _serve(coordinator, principal, {task.group}, True, _Pumped(_framed(source), extra)),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
 
 
-async def _backlog(bus, key: str, cursor: str | None) -> AsyncIterator[LogLine | LogEnd]:
+async def _framed(items: AsyncIterator[LogChunk | LogEnd]) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(items) as source:
+        async for item in source:
+            yield sse_item(item)
+            if isinstance(item, LogEnd):
+                return
+
+
+async def _backlog(bus, key: str, cursor: str | None) -> AsyncIterator[LogChunk | LogEnd]:
     """Every kept line after ``cursor``, then an end marker (a synthetic one if none kept)."""
     while True:
         items = await bus.read_log(key, cursor)

@@ -70,6 +70,7 @@ class WorkerController(Controller):
             db, coordinator.authenticator, principal, data, client_address(request)
         )
         await publishing.workers_changed(db, coordinator.wakeups, [registered.worker.uuid])
+        registered.log_redis = coordinator.log_shipping  # Redis for live logs (X5), or None
         return registered
 
     @post("/query", status_code=HTTP_200_OK, summary="Find workers the caller can see")

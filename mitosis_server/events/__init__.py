@@ -11,9 +11,10 @@ from mitosis_server.events.base import (
     LOG_CAP,
     EventBus,
     EventBusUnavailable,
-    InvalidCursor,
     Waiter,
 )
+from mitosis_server.events.cursors import InvalidCursor
+from mitosis_server.events.fanout import EventFanout
 from mitosis_server.events.memory import MemoryEventBus
 from mitosis_server.events.redis import RedisEventBus
 
@@ -22,6 +23,7 @@ __all__ = [
     "LOG_CAP",
     "EventBus",
     "EventBusUnavailable",
+    "EventFanout",
     "InvalidCursor",
     "MemoryEventBus",
     "RedisEventBus",

@@ -7,12 +7,15 @@ callers poll as a backstop):
   a cursor; a reader resumes after any cursor it was given, or is told it cannot;
 * wake-ups: ``notify(topic)`` wakes waiters on every coordinator, e.g. a worker's long-poll
   on ``dispatch:<group>``;
-* logs: one capped stream per task, closed by a :class:`LogEnd` marker that starts its expiry;
+* logs: one stream per task of :class:`LogChunk` entries, each at the position of its last
+  line (``attempt-line``, numbered by the worker), trimmed to the newest ``log_cap`` lines of
+  the newest attempt and closed by a :class:`LogEnd` marker that starts its expiry;
 * broadcasts: short messages to listeners on every coordinator (auth cache invalidation).
 
-A backend implements five primitives over named streams and topics (``_append``, ``_range``,
-``_latest``, ``_send_wake``, ``_send_broadcast``). Everything above them (encoding, cursor
-checks, followers, local fan-out) lives here once, so the backends cannot drift apart and
+A backend implements a few primitives over named streams and topics (``_append``,
+``_append_at``, ``_range``, ``_tail``, ``_latest``, ``_order``, ``_send_wake``,
+``_send_broadcast``). Everything above them (encoding, followers, local fan-out; the cursor
+rules are in events/cursors.py) lives here once, so the backends cannot drift apart and
 one contract suite tests both. Stream keys double as wake-up topics: appending to ``events``
 or ``log:<task>`` wakes the followers of that stream.
 
@@ -41,8 +44,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import msgspec
 
 from mitosis_sdk.errors import ErrorCode
-from mitosis_sdk.schemas.events import Event, LogEnd, LogLine, LogStream
+from mitosis_sdk.schemas.events import Event, LogChunk, LogEnd, ShippedLine, line_cursor
 from mitosis_server.errors import DomainError
+from mitosis_server.events.cursors import (
+    EVENTS,
+    Position,
+    lines_after,
+    logs_decoder,
+    parse_position,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +62,9 @@ LOG_IDLE_TTL = 7 * 86400.0
 LOG_END_TTL = 3600.0
 MAX_READ = 1000
 POLL_INTERVAL = 1.0
-EVENTS = "events"
-
-Position = tuple[int, int]
 
 _encoder = msgspec.json.Encoder()
 _events = msgspec.json.Decoder(Event)
-_logs = msgspec.json.Decoder(LogLine | LogEnd)
-
-
-class InvalidCursor(DomainError):
-    """The reader cannot resume here; it restarts from the oldest kept item or from now."""
-
-    def __init__(self, cursor: str, problem: str) -> None:
-        super().__init__(
-            ErrorCode.INVALID_INPUT,
-            f"cursor {cursor[:64]!r} {problem}; resume from the oldest kept item (no cursor)"
-            " or from now",
-            {"field": "cursor"},
-        )
 
 
 class EventBusUnavailable(DomainError):
@@ -79,17 +73,6 @@ class EventBusUnavailable(DomainError):
             ErrorCode.UNAVAILABLE,
             "the event bus is unreachable; live updates resume when it is back",
         )
-
-
-def check_position(
-    cursor: str, position: Position, oldest: Position | None, latest: Position, trimmed: bool
-) -> None:
-    """Refuse a cursor past the newest item ever added, or before the oldest kept one once
-    anything was dropped (the reader would silently miss what was dropped)."""
-    if position > latest:
-        raise InvalidCursor(cursor, "is unknown here (the stream was reset or expired)")
-    if trimmed and oldest is not None and position < oldest:
-        raise InvalidCursor(cursor, "is older than the oldest kept item")
 
 
 def log_key(task_id: str) -> str:
@@ -194,6 +177,20 @@ class EventBus(abc.ABC):
         """The cursor to follow "from now": everything published later comes after it."""
         return await self._latest(EVENTS)
 
+    async def tail_events(self, after: str, timeout: float) -> tuple[list[Event], str]:  # noqa: ASYNC109
+        """The next events after ``after`` as soon as there are any (at most ``MAX_READ``),
+        or none after ``timeout`` seconds; with the cursor to read on from.
+
+        The shared reader's primitive (events/fanout.py): one waiting read, no cursor checks
+        (it only ever passes cursors the bus gave it). Malformed entries are skipped.
+        """
+        entries = await self._tail(EVENTS, after, MAX_READ, timeout)
+        return self._decoded(EVENTS, entries, _events), entries[-1][0] if entries else after
+
+    def order(self, cursor: str) -> Position:
+        """A cursor's position, to compare two cursors of this bus; InvalidCursor if malformed."""
+        return self._order(cursor)
+
     async def subscribe(self, after: str | None = None) -> AsyncIterator[Event]:
         """The backlog after ``after``, then live events, with no gap and no duplicate.
 
@@ -222,32 +219,57 @@ class EventBus(abc.ABC):
 
     # -- per-task logs -------------------------------------------------------------------
 
-    async def append_log(self, task_id: str, stream: LogStream, lines: list[str]) -> str | None:
-        """Append output lines; the cursor of the last, or None if not stored."""
+    async def append_log(
+        self, task_id: str, attempt: int, first: int, lines: list[ShippedLine]
+    ) -> str | None:
+        """Store lines ``first`` … of ``attempt`` as one entry; the cursor of the last line, or
+        None if not stored: the bus is down, or they are not after the newest line kept (a
+        batch shipped twice, or by an attempt a newer one has superseded)."""
         if not lines:
             return None
-        items = [_encoder.encode(LogLine(task_id=task_id, stream=stream, text=t)) for t in lines]
-        return await self._store(log_key(task_id), items, self.log_cap, self.log_idle_ttl)
+        last = first + len(lines) - 1
+        key = log_key(task_id)
+        chunk = LogChunk(task_id=task_id, attempt=attempt, first=first, lines=lines)
+        keep_from = (attempt, max(0, last - self.log_cap + 1))
+        stored = await self._append_at(
+            key, (attempt, last), _encoder.encode(chunk), keep_from, self.log_idle_ttl
+        )
+        if not stored:
+            return None
+        self._wake_local(key)
+        return line_cursor(attempt, last)
 
     async def end_log(self, task_id: str, ttl: float = LOG_END_TTL) -> str | None:
-        """Mark the log complete (followers get a LogEnd and stop); drop it ``ttl`` s later."""
+        """Mark the log complete (followers get a LogEnd and stop); drop it ``ttl`` s later.
+        The marker goes after every line, so nothing can be appended after it."""
         item = _encoder.encode(LogEnd(task_id=task_id))
         return await self._store(log_key(task_id), [item], self.log_cap, ttl)
 
     async def read_log(
         self, task_id: str, after: str | None = None, limit: int = MAX_READ
-    ) -> list[LogLine | LogEnd]:
-        lines, _, _ = await self._read(log_key(task_id), after, limit, _logs)
-        return lines
+    ) -> list[LogChunk | LogEnd]:
+        """Up to ``limit`` chunks holding the lines after ``after`` (None: every kept line)."""
+        start = None if after is None else parse_position(after)
+        chunks, _, _ = await self._read(log_key(task_id), after, limit, logs_decoder)
+        return lines_after(chunks, start)
 
     async def follow_log(
         self, task_id: str, after: str | None = None
-    ) -> AsyncIterator[LogLine | LogEnd]:
-        """The backlog, then live lines, ending after the LogEnd marker (or when closed)."""
-        async with contextlib.aclosing(self._follow(log_key(task_id), after, _logs)) as lines:
-            async for line in lines:
-                yield line
-                if isinstance(line, LogEnd):
+    ) -> AsyncIterator[LogChunk | LogEnd]:
+        """The backlog, then live chunks, ending after the LogEnd marker (or when closed)."""
+        start = None if after is None else parse_position(after)
+        async with contextlib.aclosing(
+            self._follow(log_key(task_id), after, logs_decoder)
+        ) as chunks:
+            async for chunk in chunks:
+                if start is not None:
+                    (trimmed,) = lines_after([chunk], start) or [None]
+                    start = None
+                    if trimmed is None:
+                        continue
+                    chunk = trimmed
+                yield chunk
+                if isinstance(chunk, LogEnd):
                     return
 
     # -- broadcasts ----------------------------------------------------------------------
@@ -280,6 +302,14 @@ class EventBus(abc.ABC):
         other processes; (re)set the expiry when ``ttl`` is given. None if not stored."""
 
     @abc.abstractmethod
+    async def _append_at(
+        self, key: str, position: Position, item: bytes, keep_from: Position, ttl: float
+    ) -> bool:
+        """Append ``item`` at ``position`` if it is after the newest entry (else False), drop
+        the entries before ``keep_from``, (re)set the expiry and wake ``key``'s followers in
+        other processes. False too if not stored (the bus is down)."""
+
+    @abc.abstractmethod
     async def _range(self, key: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
         """(cursor, item) after ``after``, oldest first; InvalidCursor, EventBusUnavailable."""
 
@@ -295,6 +325,25 @@ class EventBus(abc.ABC):
     async def _send_broadcast(self, topic: str, message: str) -> None:
         """Deliver to the other processes' listeners; log, never raise, on failure."""
 
+    @abc.abstractmethod
+    def _order(self, cursor: str) -> Position:
+        """The position of one of this bus's cursors; InvalidCursor if it is not one."""
+
+    async def _tail(
+        self,
+        key: str,
+        after: str,
+        limit: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[tuple[str, bytes]]:
+        """(cursor, item) after ``after``, waiting up to ``timeout`` s for the first one. This
+        default waits on the local wake-up; a backend with a blocking read overrides it."""
+        with self.waiter(key) as waiter:
+            entries = await self._range(key, after, limit)
+            if entries or self._closed or not await waiter.wait(timeout):
+                return entries
+            return await self._range(key, after, limit)
+
     # -- shared machinery ----------------------------------------------------------------
 
     async def _store(
@@ -309,6 +358,12 @@ class EventBus(abc.ABC):
     ) -> tuple[list, str | None, int]:
         """Decoded items, the cursor to read on from, and how many entries were read."""
         entries = await self._range(key, after, max(1, min(limit, MAX_READ)))
+        items = self._decoded(key, entries, decoder)
+        return items, (entries[-1][0] if entries else after), len(entries)
+
+    @staticmethod
+    def _decoded(key: str, entries: list[tuple[str, bytes]], decoder: msgspec.json.Decoder) -> list:
+        """Each entry decoded once, with its cursor; a malformed one is logged and skipped."""
         items = []
         for cursor, data in entries:
             try:
@@ -318,7 +373,7 @@ class EventBus(abc.ABC):
                 continue
             item.cursor = cursor
             items.append(item)
-        return items, (entries[-1][0] if entries else after), len(entries)
+        return items
 
     async def _follow(
         self, key: str, after: str | None, decoder: msgspec.json.Decoder

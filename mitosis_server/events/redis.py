@@ -3,15 +3,19 @@
 Layout under ``<prefix>:`` (one prefix per Mitosis installation sharing a Redis):
 
 * ``events``: a Stream of every published :class:`Event` (``XADD MAXLEN ~ event_cap``);
-* ``log:<task>``: a Stream per task of LogLine items, then a LogEnd; ``MAXLEN ~ log_cap``,
-  expiring ``log_idle_ttl`` after the last write, or the end's ``ttl`` after it ends;
+* ``log:<task>``: a Stream per task of LogChunk entries, each with the explicit id
+  ``<attempt>-<last line>`` (so Redis itself refuses a batch that is not after the newest:
+  shipped twice, or by a superseded attempt), trimmed with ``MINID`` (exactly: entries are
+  chunks, so they are few) to the chunks holding the newest ``log_cap`` lines, then a LogEnd
+  with an automatic id (after every line); expiring ``log_idle_ttl`` after the last write,
+  or the end's ``ttl`` after it ends. Workers may append here themselves (events/log_user.py);
 * pub/sub channels ``wake:<topic>`` (notify, and "stream appended") and ``bc:<topic>``
   (broadcasts), carrying the sender's id so a process skips its own echo (it has already
   woken its local waiters).
 
 Each Stream entry has one field ``d``: the item as msgspec JSON. A cursor is the Redis entry
-id. A cursor older than the oldest kept entry is detected from ``XINFO STREAM`` (entries
-added vs kept, and the first kept id), read atomically with the range.
+id. A cursor with something after it already trimmed is detected from ``XINFO STREAM``
+(entries ever added vs kept, and the first kept entry), read atomically with the range.
 
 One pub/sub connection per process subscribes to both channel patterns at start, so a
 waiter registers locally and instantly. Redis is an accelerator here, never a dependency of
@@ -38,12 +42,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from mitosis_server.events.base import (
-    EventBus,
-    EventBusUnavailable,
-    InvalidCursor,
+from mitosis_server.events.base import EventBus, EventBusUnavailable
+from mitosis_server.events.cursors import (
     Position,
     check_position,
+    cursor_of,
+    floor_of,
+    parse_position,
 )
 
 log = logging.getLogger(__name__)
@@ -59,29 +64,27 @@ FAILURES = (RedisError, OSError)
 _broadcast = msgspec.json.Decoder(tuple[str, str])
 
 
-def _position(cursor: str | bytes) -> Position:
-    text = cursor.decode() if isinstance(cursor, bytes) else cursor
-    ms, sep, seq = text.partition("-")
-    if not (sep and ms.isascii() and ms.isdigit() and seq.isascii() and seq.isdigit()):
-        raise InvalidCursor(text, "is not a cursor of this event bus")
-    return int(ms), int(seq)
-
-
 def _missing(result: Any) -> bool:
     """XINFO's answer for a stream that does not exist (never written, or expired)."""
     return isinstance(result, ResponseError) and "no such key" in str(result).lower()
 
 
-def _bounds(info: Any) -> tuple[Position | None, Position, bool]:
-    """Oldest kept, newest ever added, and whether anything was trimmed, from XINFO STREAM."""
+def _bounds(key: str, info: Any) -> tuple[Position, Position]:
+    """The oldest position one may resume from, and the newest ever added, from XINFO STREAM
+    (Redis 7 counts the entries ever added, so trimming shows as added > kept)."""
     if _missing(info):
-        return None, (0, 0), False
-    added = info.get("entries-added", info["length"])
-    oldest = _position(info.get("recorded-first-entry-id", b"0-0"))
-    return oldest, _position(info["last-generated-id"]), added > info["length"]
+        return (0, 0), (0, 0)
+    latest = parse_position(info["last-generated-id"])
+    if info.get("entries-added", info["length"]) <= info["length"]:
+        return (0, 0), latest
+    first = info.get("first-entry")
+    if not first:
+        return latest, latest
+    entry_id, fields = first
+    return floor_of(key, parse_position(entry_id), fields.get(DATA, b"")), latest
 
 
-def _glob_escaped(text: str) -> str:
+def glob_escaped(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
@@ -139,8 +142,34 @@ class RedisEventBus(EventBus):
         self._came_back()
         return results[len(items) - 1].decode()
 
+    async def _append_at(
+        self, key: str, position: Position, item: bytes, keep_from: Position, ttl: float
+    ) -> bool:
+        name = self._key(key)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(
+                    name,
+                    {DATA: item},
+                    id=cursor_of(position),
+                    minid=cursor_of(keep_from),
+                    approximate=False,  # exact: a chunk holds many lines, and few come
+                )
+                pipe.pexpire(name, max(1, int(ttl * 1000)))
+                pipe.publish(self._channel("wake", key), self._origin)
+                added, *_ = await pipe.execute(raise_on_error=False)
+        except FAILURES as exc:
+            self._went_down(exc)
+            return False
+        self._came_back()
+        if isinstance(added, ResponseError):
+            if "equal or smaller" not in str(added):
+                log.warning("events.append_refused key=%s error=%s", key, added)
+            return False
+        return True
+
     async def _range(self, key: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
-        position = None if after is None else _position(after)
+        position = None if after is None else parse_position(after)
         name = self._key(key)
         try:
             # One transaction: the bounds describe exactly the stream the range was read from.
@@ -156,8 +185,32 @@ class RedisEventBus(EventBus):
             raise EventBusUnavailable() from exc
         self._came_back()
         if after is not None and position is not None:
-            check_position(after, position, *_bounds(info))
+            check_position(after, position, *_bounds(key, info))
         return [(entry_id.decode(), fields.get(DATA, b"")) for entry_id, fields in entries]
+
+    async def _tail(
+        self,
+        key: str,
+        after: str,
+        limit: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[tuple[str, bytes]]:
+        """One blocking XREAD: Redis answers as soon as an entry is added, on any coordinator,
+        without waiting for the pub/sub wake-up."""
+        try:
+            reply = await self._redis.xread(
+                {self._key(key): after}, count=limit, block=max(1, int(timeout * 1000))
+            )
+        except FAILURES as exc:
+            self._went_down(exc)
+            raise EventBusUnavailable() from exc
+        self._came_back()
+        if not reply:
+            return []
+        return [(entry_id.decode(), fields.get(DATA, b"")) for entry_id, fields in reply[0][1]]
+
+    def _order(self, cursor: str) -> Position:
+        return parse_position(cursor)
 
     async def _latest(self, key: str) -> str:
         try:
@@ -195,7 +248,7 @@ class RedisEventBus(EventBus):
         while True:
             pubsub = self._redis.pubsub()
             try:
-                prefix = _glob_escaped(self._prefix)
+                prefix = glob_escaped(self._prefix)
                 await pubsub.psubscribe(f"{prefix}:wake:*", f"{prefix}:bc:*")
                 async with asyncio.timeout(2 * CONNECT_TIMEOUT):
                     await self._confirmed(pubsub, 2)

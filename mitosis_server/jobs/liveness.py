@@ -9,7 +9,9 @@ Every ``liveness_interval`` one sweep, in one transaction:
   same way (their worker heartbeats but has forgotten them).
 
 Every change is a conditional UPDATE, so two coordinators sweeping at once release each
-attempt once. A coordinator that has just started waits ``heartbeat_timeout`` before its
+attempt once. What the sweep changed (workers lost, tasks requeued or failed, and the
+dependents that settled because of it) is published after its commit, like a request's
+changes (E1). A coordinator that has just started waits ``heartbeat_timeout`` before its
 first sweep: while no coordinator was up, workers could not heartbeat, and they deserve the
 time to come back before being declared lost (nothing in flight is lost by a restart).
 """
@@ -28,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mitosis_sdk.schemas import TaskReason, TaskState, WorkerState
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.models import Task, TaskAttempt, Worker, utcnow
+from mitosis_server.services import publishing
 from mitosis_server.services.scheduling import (
     IS_RUNNING,
     LOST,
@@ -61,7 +64,7 @@ class LivenessMonitor:
         """One pass; ``now`` may be given (tests move time forward instead of sleeping)."""
         now = now or utcnow()
         result = Sweep()
-        async with self.sessions.begin() as db:
+        async with self.sessions() as db, db.begin():
             cutoff = now - timedelta(seconds=self.settings.heartbeat_timeout)
             lost = (
                 await db.execute(
@@ -108,6 +111,9 @@ class LivenessMonitor:
                 "no report from its worker within the task's timeout plus the report margin",
             )
             groups = await requeued_groups(db, released)
+            await publishing.workers_changed(db, self.wakeups, [u for _, u in lost])
+            await publishing.tasks_changed(db, self.wakeups, [])
+        await publishing.run_after_commit(db)
         result.requeued = sum(state == TaskState.READY for state, _ in released)
         result.failed = len(released) - result.requeued
         self.wakeups.notify(groups=groups)

@@ -7,6 +7,14 @@ queued as an ``after_commit`` callback of the session, so nothing is published f
 that rolls back, and nothing is seen before it is visible. A task that reached a terminal
 state also gets its live log closed (``end_log``).
 
+Transitions made deep inside a transaction by code that has no bus at hand (dependents
+settled by :mod:`~mitosis_server.services.workflows`, attempts released by
+:func:`~mitosis_server.services.scheduling.release_attempts`) are *noted* on the session with
+:func:`note_tasks`; the next :func:`tasks_changed` of that transaction publishes them too, so
+every path that ends in one publish call (report, cancel, submit, unregister, the liveness
+sweep) publishes every task it moved. Sessions outside a request (the liveness job) run the
+``after_commit`` callbacks themselves with :func:`run_after_commit`.
+
 The bus is reached through the coordinator's :class:`Wakeups` (``wakeups.bus``), which every
 changing service already receives; with no bus attached (unit tests) these are no-ops.
 Publishing never fails a request: events are hints, polling is the backstop.
@@ -29,10 +37,25 @@ from mitosis_server.db.models import Group, Task, Worker, WorkerGrant
 log = logging.getLogger(__name__)
 
 TERMINAL = {TaskState.COMPLETED.value, TaskState.FAILED.value, TaskState.CANCELLED.value}
+CHUNK = 5000  # values per IN list (SQLite's bound-parameter limit)
+
+
+NOTED = "publish_tasks"
 
 
 def _bus(wakeups: Any) -> Any:
     return getattr(wakeups, "bus", None)
+
+
+def note_tasks(db: AsyncSession, task_ids: Iterable[int]) -> None:
+    """Remember tasks (by row id) this transaction moved, for its next :func:`tasks_changed`."""
+    db.info.setdefault(NOTED, set()).update(task_ids)
+
+
+async def run_after_commit(db: AsyncSession) -> None:
+    """Run what was queued for after the commit (for sessions that are not a request's)."""
+    for callback in db.info.pop("after_commit", ()):
+        await callback()
 
 
 def publish_after_commit(db: AsyncSession, bus: Any, events: list[Event], ended: list[str]) -> None:
@@ -66,29 +89,49 @@ async def tasks_changed(
     task_uuids: Iterable[uuid.UUID],
     kind: EventKind = EventKind.TASK_STATE,
 ) -> None:
-    """Publish the current state of these tasks once the transaction commits."""
+    """Publish the current state of these tasks once the transaction commits, and (as
+    ``task.state``) of every task noted on this transaction so far."""
     bus, wanted = _bus(wakeups), list(dict.fromkeys(task_uuids))
-    if bus is None or not wanted:
+    noted = sorted(db.info.pop(NOTED, ()))
+    if bus is None or not (wanted or noted):
         return
-    rows = (
-        await db.execute(
-            select(
-                Task.uuid,
-                Task.state,
-                Task.phase,
-                Task.attempt,
-                Task.exit_code,
-                Task.reason,
-                Group.name.label("group"),
-            )
-            .join(Group, Group.id == Task.group_id)
-            .where(Task.uuid.in_(wanted))
-        )
-    ).all()
+    rows = await _task_rows(db, Task.uuid, wanted)
     order = {u: i for i, u in enumerate(wanted)}
-    rows = sorted(rows, key=lambda r: order[r.uuid])
-    ended = [str(r.uuid) for r in rows if r.state in TERMINAL and kind == EventKind.TASK_STATE]
-    publish_after_commit(db, bus, [task_event(r, kind) for r in rows], ended)
+    rows.sort(key=lambda r: order[r.uuid])
+    events = [task_event(r, kind) for r in rows]
+    if kind == EventKind.TASK_STATE:
+        seen = {r.uuid for r in rows}
+    else:
+        seen, rows = set(), []
+    extra = [r for r in await _task_rows(db, Task.id, noted) if r.uuid not in seen]
+    rows += extra
+    events += [task_event(r) for r in extra]
+    ended = [str(r.uuid) for r in rows if r.state in TERMINAL]
+    publish_after_commit(db, bus, events, ended)
+
+
+async def _task_rows(db: AsyncSession, column: Any, values: list) -> list:
+    """What a task event carries, for the tasks whose ``column`` is in ``values``."""
+    rows: list = []
+    for start in range(0, len(values), CHUNK):
+        rows += (
+            await db.execute(
+                select(
+                    Task.id,
+                    Task.uuid,
+                    Task.state,
+                    Task.phase,
+                    Task.attempt,
+                    Task.exit_code,
+                    Task.reason,
+                    Group.name.label("group"),
+                )
+                .join(Group, Group.id == Task.group_id)
+                .where(column.in_(values[start : start + CHUNK]))
+                .order_by(Task.id)
+            )
+        ).all()
+    return rows
 
 
 async def workers_changed(

@@ -65,7 +65,7 @@ from mitosis_server.db.models import (
     WorkerTag,
 )
 from mitosis_server.errors import conflict, forbidden, not_found
-from mitosis_server.services import workflows
+from mitosis_server.services import publishing, workflows
 
 RUN_ROLES = (Role.WRITE.value, Role.ADMIN.value)
 # Literal (not bound) so both backends can use the partial indexes on ready/running tasks.
@@ -506,6 +506,7 @@ async def release_attempts(
             )
         ).one_or_none()
         if row is not None:
+            publishing.note_tasks(db, [row.id])
             released.append((TaskState(row.state), row.group_id))
             if row.state == TaskState.FAILED:
                 groups, _ = await workflows.settle(db, now, upstream_ids=[row.id])

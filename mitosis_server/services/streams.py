@@ -4,8 +4,9 @@
   Mitosis admins); the event stream filters on it, so a member of X never sees Y's events.
 * :func:`readable_task` — a task's uuid, group and state, or 404 when the caller cannot see
   it (the same answer ``tasks get`` gives: a non-member learns nothing).
-* :func:`ship_lines` — append a worker's batch to the task's log on the bus, fenced like every
-  other worker call (only the worker holding that open attempt; 403/404/409 otherwise).
+* :func:`ship_lines` — append a worker's batch to the task's log on the bus as one chunk,
+  fenced like every other worker call (only the worker holding that open attempt;
+  403/404/409 otherwise).
 
 The streaming itself (queues, heartbeats, dropping slow clients) is HTTP shape and lives in
 api/events.py.
@@ -80,16 +81,9 @@ async def task_state(db: AsyncSession, task_uuid: uuid.UUID) -> str | None:
 
 async def ship_lines(
     db: AsyncSession, bus, worker_uuid: uuid.UUID, task_uuid: uuid.UUID, batch: LogBatch
-) -> int:
-    """Append the batch in order (runs of one stream per append); how many lines."""
+) -> bool:
+    """Append the batch as one chunk; False when the bus did not store it (down, or a batch
+    it already has: the worker's retry after a lost reply)."""
     await held_attempt(db, worker_uuid, task_uuid, batch.attempt)
-    task_id, run, stream = str(task_uuid), [], None
-    for line in batch.lines:
-        if line.stream != stream and run:
-            await bus.append_log(task_id, stream, run)
-            run = []
-        stream = line.stream
-        run.append(line.text)
-    if run:
-        await bus.append_log(task_id, stream, run)
-    return len(batch.lines)
+    cursor = await bus.append_log(str(task_uuid), batch.attempt, batch.first_line, batch.lines)
+    return cursor is not None

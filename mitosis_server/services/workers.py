@@ -168,6 +168,7 @@ async def unregister(
     await db.execute(update(Session).where(Session.id == principal.session_id).values(revoked=True))
     notify_after_commit(db, wakeups, groups=await requeued_groups(db, released))
     await publishing.workers_changed(db, wakeups, [worker_uuid])
+    await publishing.tasks_changed(db, wakeups, [])  # the attempts it held, released
 
 
 # --- what users see -------------------------------------------------------------------------

@@ -18,6 +18,8 @@ liveness): it fails the dependents that can never run (reason
 dependencies are all met. Both are set-based UPDATEs over the dependents of the tasks that
 moved, so one upstream with 10,000 dependents costs a handful of statements. A failure is a
 transition too, so it repeats for the failed tasks' dependents (bounded by ``MAX_DEPTH``).
+Every task it moves is noted for publication (``publishing.note_tasks``), so the caller's
+publish after commit carries the dependents too (E1).
 
 A task being submitted gets its state from the same two conditions, evaluated in SQL on its
 share-locked upstreams (:func:`lock_upstreams`, :func:`initial_state`): it is inserted
@@ -46,6 +48,7 @@ from mitosis_sdk.schemas import (
 from mitosis_server.db.dialects import bulk_insert
 from mitosis_server.db.models import Group, Task, TaskDependency
 from mitosis_server.errors import DomainError, invalid
+from mitosis_server.services import publishing
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.task_queries import group_role, roles_at_least
 
@@ -219,6 +222,7 @@ async def settle(
         changed += [task_id for task_id, _ in released]
         upstream_ids = [task_id for task_id, _ in failed]
         changed += upstream_ids
+    publishing.note_tasks(db, changed)
     return ready_groups, changed
 
 

@@ -1,9 +1,6 @@
-"""Live events and logs across two real coordinators on one PostgreSQL and one Redis (issue 7).
-
-Two ``mitosis-server`` processes share a fresh database, a Redis key prefix of their own and
-one signing key pair, so a token issued by A works on B. Workers are SDK clients holding a
-worker token (no processes run), which keeps the 100,000-line proof fast.
-"""
+"""Live events and logs across two real coordinators on one PostgreSQL and one Redis (issue 7):
+wake-ups, events, resuming, logs (through the coordinator and straight into Redis), Redis
+outages and the batch commands. Who may follow what is in test_stream_revocation.py."""
 
 from __future__ import annotations
 
@@ -12,98 +9,34 @@ import io
 import json
 import signal
 import subprocess
+import sys
 import time
-import uuid
 
 import httpx
 import pytest
 import redis
 
 from mitosis_sdk.auth import CredentialCache
-from mitosis_sdk.client import AsyncClient
-from mitosis_sdk.errors import BadRequest, NotFound, Unauthorized
+from mitosis_sdk.errors import BadRequest, NotFound
 from mitosis_sdk.schemas import TaskSpec
+from mitosis_server.events.log_user import log_user_name
 from mitosis_tui.commands.runner import run_batch
 from mitosis_tui.config import ClientSettings
-from tests.conftest import _pg_execute, free_port
-from tests.e2e.processes import Server, stop_process
+from tests.conftest import free_port
+from tests.e2e.live import (  # noqa: F401 (pair_fixture: the `pair` fixture)
+    LOG_HISTORY,
+    REDIS,
+    collect,
+    coordinator_pair,
+    on,
+    pair_fixture,
+    user,
+    wait_for_event,
+    worker_of,
+)
+from tests.e2e.processes import Server, start_worker, stop_process
 
 pytestmark = pytest.mark.slow
-
-REDIS = "redis://127.0.0.1:6379/0"
-LOG_HISTORY = 120_000
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """Coordinators A and B over one fresh PostgreSQL database and one Redis prefix."""
-    tmp = tmp_path_factory.mktemp("pair")
-    database = f"mito_e2e_{uuid.uuid4().hex[:12]}"
-    prefix = f"mito-test-{uuid.uuid4().hex[:8]}"
-    asyncio.run(_pg_execute(f'CREATE DATABASE "{database}"'))
-    shared = (
-        "--db",
-        f"postgres://postgres@127.0.0.1:5432/{database}",
-        "--redis",
-        REDIS,
-        "--redis-prefix",
-        prefix,
-        "--log-history",
-        str(LOG_HISTORY),
-        "--jwt-private-key",
-        str(tmp / "keys" / "jwt.pem"),
-        "--jwt-public-key",
-        str(tmp / "keys" / "jwt.pub.pem"),
-    )
-    servers = [
-        Server(tmp / f"data-{name}", free_port(), tmp / f"{name}.log", *shared) for name in "ab"
-    ]
-    try:
-        for server in servers:  # A first: it migrates and writes the key pair B reuses
-            server.start()
-        yield servers[0], servers[1], prefix
-    finally:
-        for server in servers:
-            if server.process is not None:
-                stop_process(server.process, signal.SIGTERM)
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        client = redis.Redis.from_url(REDIS)
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
-        client.close()
-
-
-async def user(server: Server, name: str | None = None) -> AsyncClient:
-    """A new user (with a personal group of the same name), logged in on ``server``."""
-    name = name or f"u{uuid.uuid4().hex[:10]}"
-    async with AsyncClient(server.url) as admin:
-        await admin.login("mitosis_admin", "mitosis_admin")
-        await admin.create_user(name, "pw-pw-pw-pw")
-    client = AsyncClient(server.url)
-    await client.login(name, "pw-pw-pw-pw")
-    client.name = name
-    return client
-
-
-async def worker_of(owner: AsyncClient, server: Server) -> tuple[str, AsyncClient]:
-    """A worker registered by ``owner`` (granted its personal group), talking to ``server``."""
-    registered = await owner.register_worker(version="test")
-    return str(registered.worker.uuid), AsyncClient(server.url, registered.token)
-
-
-def on(client: AsyncClient, server: Server) -> AsyncClient:
-    """The same session, talking to another coordinator."""
-    other = AsyncClient(server.url, client.token)
-    other.name = getattr(client, "name", None)
-    return other
-
-
-async def first_event(stream, predicate, timeout: float = 10.0):
-    async with asyncio.timeout(timeout):
-        async for event in stream:
-            if predicate(event):
-                return event
-    return None
 
 
 async def test_submit_on_a_wakes_a_fetch_parked_on_b(pair):
@@ -149,56 +82,6 @@ async def test_client_on_b_sees_a_task_submitted_on_a_run_and_finish(pair):
         assert states == ["ready", "running", "completed"]
         done = await watcher.wait_tasks([submitted.uuid])
         assert done[0].state == "completed"
-
-
-async def test_logout_on_a_is_refused_on_b_within_a_second(pair):
-    """A revoked session stops working on the other coordinator within one second."""
-    a, b, _ = pair
-    alice = await user(a)
-    elsewhere = on(alice, b)
-    async with alice, elsewhere:
-        await elsewhere.whoami()  # cached on B now
-        await alice.logout()
-        started = time.monotonic()
-        while time.monotonic() - started < 1.0:
-            try:
-                await elsewhere.whoami()
-            except Unauthorized:
-                break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("B still accepts a token logged out on A after 1 s")
-
-
-async def test_members_of_one_group_never_see_another_groups_events_or_logs(pair):
-    """Bob's stream stays silent while Alice's tasks change; her task's log is a 404 to him."""
-    a, b, _ = pair
-    alice, bob = await user(a), await user(b)
-    async with alice, bob:
-        seen = []
-
-        async def watch():
-            async for event in bob.events():
-                seen.append(event)
-
-        watching = asyncio.create_task(watch())
-        await asyncio.sleep(0.5)
-        hers = await alice.submit_task(TaskSpec(command=["true"]))
-        await alice.cancel_task(hers.uuid)
-        his = await bob.submit_task(TaskSpec(command=["true"]))
-        async with asyncio.timeout(10):
-            while not any(e.object_id == str(his.uuid) for e in seen):
-                await asyncio.sleep(0.05)
-        watching.cancel()
-        await asyncio.gather(watching, return_exceptions=True)
-        assert all(bob.name in e.groups for e in seen)
-        assert not any(e.object_id == str(hers.uuid) for e in seen)
-        with pytest.raises(NotFound):
-            async for _ in bob.follow_logs(hers.uuid, follow=False):
-                pass
-        with pytest.raises(NotFound):
-            async for _ in bob.events(groups=[alice.name]):
-                pass
 
 
 async def test_reconnect_with_a_cursor_delivers_a_thousand_events_once(pair):
@@ -253,7 +136,7 @@ async def test_a_hundred_thousand_lines_are_followed_in_order(pair):
         following = asyncio.create_task(follow())
         for start in range(0, 100_000, 5000):
             lines = [("stdout", str(n)) for n in range(start, start + 5000)]
-            await client.ship_logs(worker, task.task, task.attempt, lines)
+            await client.ship_logs(worker, task.task, task.attempt, lines, first_line=start + 1)
         await client.report_result(worker, task.task, task.attempt, exit_code=0)
         async with asyncio.timeout(60):
             await following
@@ -270,7 +153,7 @@ async def test_shipping_needs_the_open_attempt(pair):
     async with alice, client:
         submitted = await alice.submit_task(TaskSpec(command=["true"]))
         with pytest.raises(NotFound):
-            await client.ship_logs(worker, submitted.uuid, 1, [("stdout", "x")])
+            await client.ship_logs(worker, submitted.uuid, 1, [("stdout", "x")], first_line=1)
 
 
 async def test_invalid_cursors_are_a_clear_400(pair):
@@ -288,63 +171,90 @@ async def test_invalid_cursors_are_a_clear_400(pair):
                     pass
 
 
+class OwnRedis:
+    """A Redis of this test's own on a free loopback port, to stop and restart at will
+    (never the machine's shared one)."""
+
+    def __init__(self, directory) -> None:
+        self.port, self.directory = free_port(), directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM, timeout=10)
+
+
 @pytest.fixture
 def own_redis(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if redis.Redis(port=port).ping():
-                break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield port, process
-    stop_process(process, signal.SIGTERM, timeout=10)
-
-
-async def test_the_coordinator_keeps_serving_when_redis_goes_down(tmp_path, own_redis):
-    """With its Redis stopped mid-run, requests keep working and /ready says degraded."""
-    port, redis_process = own_redis
-    server = Server(
-        tmp_path / "data",
-        free_port(),
-        tmp_path / "server.log",
-        "--redis",
-        f"redis://127.0.0.1:{port}/0",
-    )
+    server = OwnRedis(tmp_path)
     server.start()
-    try:
-        alice = await user(server)
-        worker, client = await worker_of(alice, server)
-        async with alice, client:
-            await alice.submit_task(TaskSpec(command=["true"]))
-            stop_process(redis_process, signal.SIGTERM, timeout=10)
-            submitted = await alice.submit_task(TaskSpec(command=["true"]))
-            assert (await alice.get_task(submitted.uuid)).state == "ready"
-            reply = await client.fetch_tasks(worker, wait=2.0)
-            assert reply.tasks
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pair_on_own_redis(tmp_path, own_redis):
+    """Coordinators A and B on a fresh PostgreSQL database and this test's own Redis."""
+    with coordinator_pair(tmp_path, own_redis.url) as servers:
+        yield servers
+
+
+async def test_redis_down_mid_run_then_back(pair_on_own_redis, own_redis):
+    """Redis stopped mid-run: both coordinators keep serving (/ready says degraded), a fetch
+    parked on B still gets a task submitted on A (the re-check replaces the lost wake-up),
+    and the outage is logged; Redis back: an event stream opened before the outage carries
+    new events again."""
+    a, b = pair_on_own_redis
+    alice = await user(a)
+    worker, client = await worker_of(alice, b)
+    watcher = on(alice, b)
+    async with alice, client, watcher:
+        seen, watching = collect(watcher.events())
+        first = await alice.submit_task(TaskSpec(command=["true"]))
+        await wait_for_event(seen, first.uuid)
+        await alice.cancel_task(first.uuid)
+        own_redis.stop()
+        parked = asyncio.create_task(client.fetch_tasks(worker, wait=25.0))
+        await asyncio.sleep(0.5)
+        during = await alice.submit_task(TaskSpec(command=["true"]))
+        reply = await asyncio.wait_for(parked, 40)  # the poll itself ends after 25 s
+        assert [t.task for t in reply.tasks] == [during.uuid], "the re-check missed it"
+        for server in (a, b):
             ready = httpx.get(f"{server.url}/ready", timeout=5)
-            assert ready.status_code == 200
-            assert ready.json()["status"] == "degraded"
-    finally:
-        server.stop()
+            assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
+        assert "events.redis_down" in b.log.read_text()
+        own_redis.start()  # empty: nothing was saved
+        async with asyncio.timeout(60):
+            while True:  # the publisher notices Redis is back on its next write
+                after = await alice.submit_task(TaskSpec(command=["true"]))
+                try:
+                    await wait_for_event(seen, after.uuid, timeout=2.0)
+                    break
+                except TimeoutError:
+                    continue
+        assert not watching.done()
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        assert "events.redis_back" in b.log.read_text()
 
 
 def batch(server: Server, tmp_path, name: str):
@@ -383,7 +293,11 @@ async def test_batch_wait_logs_and_events(pair, tmp_path):
         assert len(tasks) == 1  # one slot
         first = tasks[0]
         await client.ship_logs(
-            worker, first.task, first.attempt, [("stdout", "hello"), ("stderr", "oops")]
+            worker,
+            first.task,
+            first.attempt,
+            [("stdout", "hello"), ("stderr", "oops")],
+            first_line=1,
         )
         await client.report_result(
             worker, first.task, first.attempt, exit_code=0 if first.task == ok.task.uuid else 3
@@ -406,3 +320,30 @@ async def test_batch_wait_logs_and_events(pair, tmp_path):
         await asyncio.gather(events, return_exceptions=True)
         kinds = [json.loads(line)["kind"] for line in feed.getvalue().splitlines()]
         assert "task.state" in kinds
+
+
+async def test_a_real_worker_writes_its_task_s_output_straight_into_redis(pair, tmp_path):
+    """A `mitosis-worker` on A gets the log user at registration and appends the task's
+    lines itself (its Redis connection is the log user's); a follower on B reads them all."""
+    a, b, prefix = pair
+    alice = await user(a)
+    follower = on(alice, b)
+    worker = start_worker(
+        a, tmp_path / "home", tmp_path / "worker.log", "-u", alice.name, "-p", "pw-pw-pw-pw"
+    )
+    try:
+        async with alice, follower:
+            script = "import sys\nfor n in range(20000): print(n)\nprint('bye', file=sys.stderr)"
+            submitted = await alice.submit_task(TaskSpec(command=[sys.executable, "-c", script]))
+            received: list[tuple[str, str]] = []
+            async with asyncio.timeout(60):
+                async for line in follower.follow_logs(submitted.uuid):
+                    received.append((line.stream, line.text))
+            done = await follower.wait_tasks([submitted.uuid])
+            assert done[0].state == "completed"
+            assert [t for s, t in received if s == "stdout"] == [str(n) for n in range(20000)]
+            assert [t for s, t in received if s == "stderr"] == ["bye"]
+            clients = redis.Redis.from_url(REDIS).client_list()
+            assert any(c["user"] == log_user_name(prefix) for c in clients)
+    finally:
+        stop_process(worker)

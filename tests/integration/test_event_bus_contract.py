@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from mitosis_sdk.schemas.events import Event, EventKind, LogEnd, LogLine
+from mitosis_sdk.schemas.events import Event, EventKind, LogChunk, LogEnd, ShippedLine
 from mitosis_server.events import (
     EventBus,
     EventBusUnavailable,
@@ -280,43 +280,93 @@ async def test_close_ends_followers_and_releases_waiters(pair):
 # -- logs --------------------------------------------------------------------------------
 
 
+def shipped(*lines: str, stream: str = "stdout") -> list[ShippedLine]:
+    return [ShippedLine(stream=stream, text=text) for text in lines]
+
+
+def texts(chunks: list) -> list[str]:
+    return [line.text for chunk in chunks if isinstance(chunk, LogChunk) for line in chunk.lines]
+
+
 async def test_follow_log_yields_backlog_live_lines_then_the_end(pair):
     """A follower gets earlier lines, then new ones, then LogEnd, and then stops."""
     a, b = pair
-    await a.append_log("t1", "stdout", ["one", "two"])
-    async with contextlib.aclosing(b.follow_log("t1")) as lines:
-        got = await take(lines, 2)
-        await a.append_log("t1", "stderr", ["three"])
-        got += await take(lines, 1)
+    await a.append_log("t1", 1, 1, shipped("one", "two"))
+    async with contextlib.aclosing(b.follow_log("t1")) as chunks:
+        got = await take(chunks, 1)
+        await a.append_log("t1", 1, 3, shipped("three", stream="stderr"))
+        got += await take(chunks, 1)
         await a.end_log("t1", ttl=60)
-        got += await take(lines, 1)
+        got += await take(chunks, 1)
         with pytest.raises(StopAsyncIteration):
-            await take(lines, 1)
-    assert [(line.stream, line.text) for line in got[:3]] == [
-        ("stdout", "one"),
-        ("stdout", "two"),
-        ("stderr", "three"),
+            await take(chunks, 1)
+    lines = [line for chunk in got[:2] for line in chunk.log_lines()]
+    assert [(line.stream, line.text, line.cursor) for line in lines] == [
+        ("stdout", "one", "1-1"),
+        ("stdout", "two", "1-2"),
+        ("stderr", "three", "1-3"),
     ]
-    assert all(isinstance(line, LogLine) and line.task_id == "t1" for line in got[:3])
-    assert isinstance(got[3], LogEnd)
+    assert all(chunk.task_id == "t1" for chunk in got)
+    assert isinstance(got[2], LogEnd)
+
+
+async def test_reading_after_a_line_in_the_middle_of_a_chunk_starts_right_after_it(pair):
+    """Any line's cursor resumes exactly after that line, reading or following."""
+    a, b = pair
+    await a.append_log("t1", 1, 1, shipped("1", "2", "3"))
+    await a.append_log("t1", 1, 4, shipped("4", "5"))
+    assert texts(await b.read_log("t1", after="1-2")) == ["3", "4", "5"]
+    assert texts(await b.read_log("t1", after="1-3")) == ["4", "5"]
+    async with contextlib.aclosing(b.follow_log("t1", after="1-4")) as chunks:
+        assert texts(await take(chunks, 1)) == ["5"]
+
+
+async def test_a_batch_not_after_the_newest_line_is_refused(pair):
+    """The same batch twice (a retry), or one of an older attempt, is not stored again."""
+    a, b = pair
+    assert await a.append_log("t1", 2, 1, shipped("x", "y")) == "2-2"
+    assert await a.append_log("t1", 2, 1, shipped("x", "y")) is None
+    assert await b.append_log("t1", 1, 7, shipped("zombie")) is None
+    assert texts(await b.read_log("t1")) == ["x", "y"]
 
 
 async def test_log_keeps_the_newest_lines_within_its_cap(open_buses):
-    """A task log keeps at least its cap of newest lines and drops the oldest."""
-    a, b = await open_buses(log_cap=50)
-    await a.append_log("t1", "stdout", [str(n) for n in range(1000)])
-    kept = await b.read_log("t1", limit=1000)
-    assert 50 <= len(kept) <= 50 + NODE_SLACK
-    assert [int(line.text) for line in kept] == list(range(1000 - len(kept), 1000))
+    """A task log keeps the chunks holding its newest cap lines, and drops the older ones."""
+    a, b = await open_buses(log_cap=55)
+    for first in range(1, 1001, 10):
+        await a.append_log("t1", 1, first, shipped(*(str(n) for n in range(first, first + 10))))
+    kept = texts(await b.read_log("t1", limit=1000))
+    assert kept == [str(n) for n in range(941, 1001)]  # the chunk holding line 946 and on
+    with pytest.raises(InvalidCursor, match="older than the oldest kept"):
+        await b.read_log("t1", after="1-5")
+
+
+async def test_a_new_attempt_s_lines_replace_the_previous_attempt_s(pair):
+    """The live log is the current attempt's: a retry's first lines drop the earlier ones."""
+    a, b = pair
+    await a.append_log("t1", 1, 1, shipped("first try"))
+    await a.append_log("t1", 2, 1, shipped("second try"))
+    assert texts(await b.read_log("t1")) == ["second try"]
 
 
 async def test_ended_log_expires_after_its_ttl(pair):
     """end_log's ttl removes the log afterwards."""
     a, b = pair
-    await a.append_log("t1", "stdout", ["one"])
+    await a.append_log("t1", 1, 1, shipped("one"))
     await a.end_log("t1", ttl=0.2)
     await asyncio.sleep(0.4)
     assert await b.read_log("t1") == []
+
+
+async def test_nothing_is_appended_after_the_end(pair):
+    """Lines arriving after the end marker (a late batch) are refused."""
+    a, b = pair
+    await a.append_log("t1", 1, 1, shipped("one"))
+    await a.end_log("t1", ttl=60)
+    assert await a.append_log("t1", 1, 2, shipped("late")) is None
+    chunks = await b.read_log("t1")
+    assert texts(chunks) == ["one"]
+    assert isinstance(chunks[-1], LogEnd)
 
 
 # -- broadcasts --------------------------------------------------------------------------
@@ -358,7 +408,7 @@ async def test_publish_without_redis_returns_none_and_logs(unreachable_bus, capl
     """With Redis unreachable, writes return None at once and log a warning; nothing raises."""
     started = time.monotonic()
     assert await unreachable_bus.publish(event(0)) is None
-    assert await unreachable_bus.append_log("t1", "stdout", ["x"]) is None
+    assert await unreachable_bus.append_log("t1", 1, 1, [ShippedLine("stdout", "x")]) is None
     await unreachable_bus.notify("dispatch:g")
     await unreachable_bus.broadcast("auth", "session:1")
     assert time.monotonic() - started < 10  # no waiting on connection timeouts
