@@ -17,6 +17,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mitosis_server.db.engine import transaction
 from mitosis_server.errors import forbidden
 from mitosis_server.services.auth import Principal, unauthorized
 from mitosis_server.services.uploads import Objects
@@ -78,15 +79,8 @@ def provide_objects(request: Request) -> Objects:
 async def provide_db(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's session owns the transaction: commit on success, roll back on error."""
     coordinator: Coordinator = request.app.state.coordinator
-    async with coordinator.sessions() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
-    for callback in session.info.get("after_commit", ()):
-        await callback()
+    async with transaction(coordinator.sessions) as session:
+        yield session
 
 
 def client_address(request: Request) -> str | None:

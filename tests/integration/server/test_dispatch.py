@@ -249,8 +249,21 @@ async def test_reports_must_come_from_the_worker_holding_the_attempt(alice, tran
         )
     assert (await alice.get_task(task.uuid)).state == TaskState.RUNNING
     await holder.finish(claimed)
-    with pytest.raises(errors.Conflict):  # reported twice
-        await holder.finish(claimed)
+    with pytest.raises(errors.Conflict):  # a different result for the ended attempt
+        await holder.finish(claimed, exit_code=1)
+
+
+async def test_a_result_sent_again_is_answered_like_the_first(alice, transport):
+    """A retried result (its reply was lost) gets the same answer and changes nothing (T8)."""
+    task = await alice.submit_task(spec("x"))
+    worker = await start_worker(alice, transport)
+    (claimed,) = await worker.fetch()
+    first = await worker.finish(claimed, exit_code=3)
+    again = await worker.finish(claimed, exit_code=3)
+    assert first == again
+    assert again.state == TaskState.FAILED
+    info = await alice.get_task(task.uuid)
+    assert [(a.attempt, a.state, a.exit_code) for a in info.attempts] == [(1, "failed", 3)]
 
 
 async def test_unregister_requeues_held_tasks_and_ends_the_worker_token(alice, transport):
