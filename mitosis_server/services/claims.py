@@ -162,6 +162,11 @@ def _claim_statement(kind: str) -> Update:
     )
 
 
+@functools.cache
+def _open_attempt_statement():
+    return insert(TaskAttempt)
+
+
 async def _claim(db: AsyncSession, kind: str, parameters: dict) -> list:
     connection = await db.connection()
     return list((await connection.execute(_claim_statement(kind), parameters)).all())
@@ -184,7 +189,7 @@ async def claim_tasks(
         return []
     connection = await db.connection()
     await connection.execute(
-        insert(TaskAttempt),
+        _open_attempt_statement(),
         [
             {
                 "task_id": r.id,
