@@ -6,13 +6,14 @@ phase costs no request of its own. When no fetch takes them within ``RIDE`` seco
 fetch is parked waiting for work, or every slot is busy -- :meth:`Outbox.run` sends them in
 a fetch of their own that claims nothing.
 
-Phase reports are hints for people watching: only the newest phase of an attempt is kept,
-none once its result is queued, and a refused one is dropped. Results are the truth: each
-stays in the outbox until the coordinator records it, or refuses it for good (409: a newer
-attempt superseded this one; 404: the task is gone). A request that fails puts its reports
-back, to be sent again; the coordinator answers a result it already recorded like the first
-time, so a worker that lost the coordinator re-reports everything once it is back, and each
-result counts once.
+Phase reports are hints for people watching: they are coalesced over ``RIDE`` (only the
+newest phase of an attempt is kept, none once its result is queued, so a task that ends
+within that time reports its result alone), and a refused one is dropped. Results are the
+truth: each stays in the outbox until the coordinator records it, or refuses it for good
+(409: a newer attempt superseded this one; 404: the task is gone). A request that fails
+puts its reports back, to be sent again; the coordinator answers a result it already
+recorded like the first time, so a worker that lost the coordinator re-reports everything
+once it is back, and each result counts once.
 """
 
 from __future__ import annotations
@@ -100,10 +101,16 @@ class Outbox:
 
     # ---- what requests take out ------------------------------------------------------
 
-    def take(self) -> Batch:
-        """Every report not already on its way, for one request."""
-        batch = Batch(phases=[entry for entry, _ in self._phases.values()])
-        self._phases.clear()
+    def take(self, everything: bool = False) -> Batch:
+        """The reports for one request: every result not already on its way, and the phases
+        that waited ``RIDE`` (a task that ends sooner reports its result, no phase), or all
+        of them when ``everything``."""
+        ripe = self._clock() - self._ride
+        batch = Batch()
+        for key, (entry, since) in list(self._phases.items()):
+            if everything or since <= ripe:
+                batch.phases.append(entry)
+                del self._phases[key]
         for pending in self._results.values():
             if not pending.sending:
                 pending.sending = True
@@ -186,7 +193,7 @@ class Outbox:
                 self._changed.clear()
                 await _wait_for(self._changed, wait)
                 continue
-            batch = self.take()
+            batch = self.take(everything=self._closed)
             if not batch:  # only results already on their way: wait for their answer
                 self._changed.clear()
                 await _wait_for(self._changed, self._ride)
