@@ -37,6 +37,7 @@ from sqlalchemy import (
     BigInteger,
     Float,
     Integer,
+    Select,
     Update,
     Uuid,
     bindparam,
@@ -170,6 +171,18 @@ def _open_attempt_statement():
 async def _claim(db: AsyncSession, kind: str, parameters: dict) -> list:
     connection = await db.connection()
     return list((await connection.execute(_claim_statement(kind), parameters)).all())
+
+
+@functools.cache
+def _anything_statement() -> Select:
+    return select(Task.id).where(IS_READY, claimable(NOW), may_take(WORKER)).limit(1)
+
+
+async def anything_to_claim(db: AsyncSession, worker_id: int, now: datetime) -> bool:
+    """Is any task ready that the worker may take now (a throttled array's too)?"""
+    connection = await db.connection()
+    parameters = {"worker_id": worker_id, "now": now}
+    return (await connection.execute(_anything_statement(), parameters)).first() is not None
 
 
 async def claim_tasks(

@@ -42,7 +42,7 @@ from mitosis_server.db.models import (
     utcnow,
 )
 from mitosis_server.errors import conflict, not_found
-from mitosis_server.services.claims import claim_tasks, held_assignments
+from mitosis_server.services.claims import anything_to_claim, claim_tasks, held_assignments
 from mitosis_server.services.reports import apply_reports
 from mitosis_server.services.scheduling import RUN_ROLES
 from mitosis_server.services.wakeups import RECHECK, Wakeups, worker_key
@@ -126,7 +126,8 @@ async def fetch_tasks(
     that would block every writer); the reports go into the first, which commits before
     any parking. The waiter exists before the first look, so a submit that commits after a
     look wakes it; the look repeats every ``RECHECK`` seconds anyway, for submissions on
-    other coordinators. The fetch answers at once when it carried reports (the worker
+    other coordinators (and retry backoffs running out), and is skipped after a cheap read
+    when there is nothing to take. The fetch answers at once when it carried reports (the worker
     waits for their outcomes) and early when the worker's orders change (a cancelled task,
     drain, shutdown), so the worker learns at once.
     """
@@ -134,32 +135,45 @@ async def fetch_tasks(
     end = loop.time() + request.wait_seconds
     outcomes = []
     orders_changed = False
-    first = True
+    first = look = True
     with wakeups.waiter(workers=[worker_uuid]) as waiter:
         while True:
-            async with transaction(sessions) as db:
-                now = utcnow()
-                worker = await touch_worker(db, worker_uuid, now)
-                if first and request.reports:
-                    outcomes = await apply_reports(db, worker_uuid, request, margin, wakeups)
-                slot = await worker_slot(db, worker)
-                takes = slot.state == WorkerState.ONLINE and slot.shutdown is None
-                limit = min(slot.free, request.max_tasks) if takes else 0
-                tasks = await claim_tasks(db, slot.id, limit, now, margin)
-                if request.known is not None:
-                    tasks += await _undelivered(db, slot, request.known)
-                answer = first and request.reports
-                if tasks or answer or slot.shutdown or orders_changed or loop.time() >= end:
-                    commands = commands_for(slot, [])
-                    return FetchReply(tasks=tasks, commands=commands, reports=outcomes)
-                groups = await run_groups(db, slot.id) if takes else []
+            if look:
+                async with transaction(sessions) as db:
+                    now = utcnow()
+                    worker = await touch_worker(db, worker_uuid, now)
+                    if first and request.reports:
+                        outcomes = await apply_reports(db, worker_uuid, request, margin, wakeups)
+                    slot = await worker_slot(db, worker)
+                    takes = slot.state == WorkerState.ONLINE and slot.shutdown is None
+                    limit = min(slot.free, request.max_tasks) if takes else 0
+                    tasks = await claim_tasks(db, slot.id, limit, now, margin)
+                    if request.known is not None:
+                        tasks += await _undelivered(db, slot, request.known)
+                    answer = first and request.reports
+                    if tasks or answer or slot.shutdown or orders_changed or loop.time() >= end:
+                        commands = commands_for(slot, [])
+                        return FetchReply(tasks=tasks, commands=commands, reports=outcomes)
+                    groups = await run_groups(db, slot.id) if takes else []
             first = False
             if waiter.watch(groups=groups):
-                continue  # listening to new groups now: look once more before parking
+                # Listening to new groups now: did anything arrive before? Then look again.
+                look = limit > 0 and await _worth_a_look(sessions, slot.id)
+                continue
             woken = await waiter.wait(min(RECHECK, end - loop.time()))
             # Something changed for this worker (cancel, drain, tags ...): answer after one
             # more look, so it hears of it now rather than at its next heartbeat.
             orders_changed = worker_key(worker_uuid) in woken
+            look = orders_changed or loop.time() >= end
+            look = look or (limit > 0 and await _worth_a_look(sessions, slot.id))
+
+
+async def _worth_a_look(sessions: async_sessionmaker[AsyncSession], worker_id: int) -> bool:
+    """Is there a task the worker may take now? A parked fetch asks this (reading only: no
+    lock, no write, no commit to flush) before it spends a claiming look, so a fleet of idle
+    workers costs the database one small read each per ``RECHECK``."""
+    async with sessions() as db:
+        return await anything_to_claim(db, worker_id, utcnow())
 
 
 async def _undelivered(

@@ -364,3 +364,15 @@ async def test_the_background_monitor_requeues_by_itself(settings, alice):
         assert (await user.get_task(task.uuid)).attempts[0].reason == "worker_lost"
         await user.aclose()
         await worker.client.aclose()
+
+
+async def test_a_parked_fetch_with_nothing_to_take_writes_nothing(app, alice, transport):
+    """Rechecks of a parked fetch only read: the worker's row is written once, by the first
+    look, however long the fetch parks (an idle fleet costs the database no commits)."""
+    worker = await start_worker(alice, transport)
+    parked = asyncio.create_task(worker.fetch(wait=3.0))
+    await asyncio.sleep(0.5)
+    first = (await alice.get_worker(worker.uuid)).last_heartbeat
+    await asyncio.sleep(2.0)  # two rechecks
+    assert (await alice.get_worker(worker.uuid)).last_heartbeat == first
+    assert await parked == []
