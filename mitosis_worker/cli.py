@@ -169,6 +169,8 @@ def configure_logging(settings: WorkerSettings) -> None:
         handlers=handlers,
         force=True,
     )
+    # One line per HTTP request (several per task) is noise, and costs a busy worker time.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -200,7 +200,7 @@ class PhaseEntry(Struct):
 MAX_REPORTS = 4 * MAX_SLOTS
 
 
-class FetchRequest(Struct):
+class FetchRequest(Struct, omit_defaults=True):
     """Claim up to ``max_tasks`` tasks; with ``wait``, park until one arrives (≤ 30 s).
 
     ``results`` and ``phases`` are recorded first, in one transaction with the claim (their
@@ -208,7 +208,8 @@ class FetchRequest(Struct):
     parking, with an outcome per report. ``known``, when given, lists every attempt the
     worker holds as far as it knows (running, or with a result not yet acknowledged):
     attempts held for it that it does not list -- claimed by a fetch whose reply was lost --
-    are delivered again. ``max_tasks`` 0 only reports.
+    are delivered again. ``max_tasks`` 0 only reports. (Empty fields are left out on the
+    wire, so a worker with nothing to report can still talk to an older coordinator.)
     """
 
     wait: Annotated[str | float, msgspec.Meta(description="seconds or 5s; at most 30s")] = 0.0
