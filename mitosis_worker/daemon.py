@@ -237,9 +237,9 @@ class WorkerDaemon:
             self.apply(reply.commands)
 
     async def _poll(self, free: int, batch: Batch) -> FetchReply | None:
-        """One fetch carrying ``batch``; None when the worker began stopping meanwhile (a
-        parked fetch is abandoned: the coordinator requeues what it might have claimed when
-        the worker unregisters)."""
+        """One fetch carrying ``batch``; None when the worker began stopping while it was
+        parked (it is abandoned: the coordinator requeues what it might have claimed when the
+        worker unregisters)."""
         known = [AttemptRef(task=t, attempt=a) for t, a in self.running]
         fetch = asyncio.ensure_future(
             self.client.fetch_tasks(
@@ -251,13 +251,16 @@ class WorkerDaemon:
                 known=known + self.outbox.known(),
             )
         )
+        if batch:  # a fetch that carries reports answers at once: see it through
+            return await fetch
         stopping = asyncio.ensure_future(self.stop.wait())
         await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if not fetch.done():
             fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, errors.MitosisError):
-                await fetch
+            await asyncio.wait({fetch})  # let it unwind; whatever it ends with is dropped
+            if not fetch.cancelled():
+                fetch.exception()
             return None
         return fetch.result()
 
