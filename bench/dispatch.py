@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -263,7 +264,9 @@ async def run_backend(backend: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="mito-bench-") as tmp:
         workdir = Path(tmp)
         async with fresh_database(backend, workdir) as db:
-            extra = ("--password-hash-memory", "1MiB")
+            extra = ["--password-hash-memory", "1MiB"]
+            if args.redis:  # wake-ups and events shared by the coordinators, own key prefix
+                extra += ["--redis", args.redis, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
             async with coordinators(db, workdir, args.servers, *extra) as urls:
                 print(f"[{backend}] measuring on an empty database …", file=sys.stderr)
                 empty = await figures(urls, args)
@@ -319,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--backend", nargs="+", default=["postgres", "sqlite"])
     parser.add_argument("--servers", type=int, default=1, help="coordinator processes")
+    parser.add_argument("--redis", metavar="URL", help="event bus for the coordinators")
     parser.add_argument("--latency", type=int, default=500, help="sequential submissions")
     parser.add_argument("--singles", type=int, default=2000, help="single submissions")
     parser.add_argument("--batches", type=int, default=10, help="batches of 1,000")
