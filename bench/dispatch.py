@@ -8,8 +8,10 @@ Figures, each printed as one Markdown table row per backend:
   to the claim), p50 and p99;
 * submit throughput: single submissions from 4 concurrent clients, and batches of 1,000,
   with the coordinator's CPU per task (``bench.submit``, which also runs them alone);
-* claim+report throughput: 2 no-op claimers (1 slot each: fetch one, report it, repeat), and
-  for comparison 2 claimers taking 8 at a time;
+* claim+report throughput: 2 no-op claimers (1 slot each), reporting each result in its
+  own request (fetch, report, repeat: two requests per task) and, as the worker daemon does,
+  in the next fetch (one request per task); and 2 claimers taking 8 at a time; with the
+  coordinator's CPU time per request (psutil: user + system seconds of its process);
 * with many finished tasks in the database: a filtered query page (p50), then the figures
   above again.
 
@@ -21,18 +23,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
+import psutil
 from sqlalchemy import text
 
-from bench.servers import coordinators, fresh_database
+from bench.servers import PIDS, coordinators, fresh_database
 from bench.submit import submit_throughput
 from mitosis_sdk.client import AsyncClient
-from mitosis_sdk.schemas import TaskQuery, TaskSpec, TaskState
+from mitosis_sdk.schemas import (
+    ResultEntry,
+    ResultReport,
+    TaskQuery,
+    TaskSpec,
+    TaskState,
+)
 from mitosis_server.db.engine import create_engine
 
 ADMIN = ("mitosis_admin", "mitosis_admin")
@@ -95,27 +106,47 @@ async def idle_latency(urls: list[str], n: int) -> dict:
     }
 
 
-async def claim_throughput(urls: list[str], tasks: int, per_fetch: int) -> float:
+def cpu_seconds(urls: list[str]) -> float:
+    """User + system CPU seconds the coordinator processes have used so far."""
+    return sum(sum(psutil.Process(PIDS[url]).cpu_times()[:2]) for url in urls)
+
+
+async def claim_throughput(
+    urls: list[str], tasks: int, per_fetch: int, combined: bool
+) -> tuple[float, float]:
+    """(tasks per second, coordinator CPU milliseconds per request) for 2 claimers."""
     admin = await _client(urls[0])
     for start in range(0, tasks, 1000):
         await admin.submit_tasks([TaskSpec(command=["true"])] * min(1000, tasks - start))
-    done = 0
+    done = requests = 0
 
     async def claimer(index: int) -> None:
-        nonlocal done
+        nonlocal done, requests
         client, wid = await _worker(admin, urls[index % len(urls)], slots=per_fetch)
-        while done < tasks:
-            reply = await client.fetch_tasks(wid, max_tasks=per_fetch, wait=1)
+        results: list[ResultEntry] = []
+        while done < tasks or results:
+            reply = await client.fetch_tasks(
+                wid, max_tasks=per_fetch if done < tasks else 0, wait=1, results=results
+            )
+            requests += 1
+            results = []
             for task in reply.tasks:
-                await client.report_result(wid, task.task, task.attempt, exit_code=0)
+                if combined:  # reported by the next fetch
+                    report = ResultReport(attempt=task.attempt, exit_code=0)
+                    results.append(ResultEntry(task=task.task, report=report))
+                else:
+                    await client.report_result(wid, task.task, task.attempt, exit_code=0)
+                    requests += 1
                 done += 1
         await client.aclose()
 
+    cpu = cpu_seconds(urls)
     started = time.perf_counter()
     await asyncio.gather(claimer(0), claimer(1))
     rate = tasks / (time.perf_counter() - started)
+    cpu_ms = (cpu_seconds(urls) - cpu) * 1000 / requests
     await admin.aclose()
-    return rate
+    return rate, cpu_ms
 
 
 async def query_latency(urls: list[str], n: int = 50) -> dict:
@@ -195,10 +226,17 @@ async def add_finished_tasks(db: str, count: int) -> float:
 
 
 async def figures(urls: list[str], args) -> dict:
-    result = await idle_latency(urls, args.latency)
+    result = {"load_before": os.getloadavg()[0]}
+    result |= await idle_latency(urls, args.latency)
     result |= await submit_throughput(urls, args.singles, args.batches)
-    result["claim_report_per_s"] = await claim_throughput(urls, args.claims, 1)
-    result["claim8_report_per_s"] = await claim_throughput(urls, args.claims, 8)
+    for key, per_fetch, combined in (
+        ("claim_report", 1, False),
+        ("claim_combined", 1, True),
+        ("claim8_combined", 8, True),
+    ):
+        rate, cpu_ms = await claim_throughput(urls, args.claims, per_fetch, combined)
+        result[f"{key}_per_s"], result[f"{key}_cpu_ms"] = rate, cpu_ms
+    result["load_after"] = os.getloadavg()[0]
     return result
 
 
@@ -206,7 +244,9 @@ async def run_backend(backend: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="mito-bench-") as tmp:
         workdir = Path(tmp)
         async with fresh_database(backend, workdir) as db:
-            extra = ("--password-hash-memory", "1MiB")
+            extra = ["--password-hash-memory", "1MiB"]
+            if args.redis:  # wake-ups and events shared by the coordinators, own key prefix
+                extra += ["--redis", args.redis, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
             async with coordinators(db, workdir, args.servers, *extra) as urls:
                 print(f"[{backend}] measuring on an empty database …", file=sys.stderr)
                 empty = await figures(urls, args)
@@ -231,11 +271,17 @@ ROWS = [
     ("coordinator CPU per single submit", "submit_single_cpu_ms", "ms"),
     ("submit, batches of 1,000", "submit_batch_per_s", "tasks/s"),
     ("coordinator CPU per task in batches", "submit_batch_cpu_us", "µs"),
-    ("claim+report, 2 claimers × 1 task", "claim_report_per_s", "tasks/s"),
-    ("claim+report, 2 claimers × 8 tasks per fetch", "claim8_report_per_s", "tasks/s"),
+    ("claim+report, 2 claimers × 1 task, report apart", "claim_report_per_s", "tasks/s"),
+    ("  coordinator CPU per request", "claim_report_cpu_ms", "ms"),
+    ("claim+report, 2 claimers × 1 task, report in next fetch", "claim_combined_per_s", "tasks/s"),
+    ("  coordinator CPU per request (= per task)", "claim_combined_cpu_ms", "ms"),
+    ("claim+report, 2 claimers × 8 per fetch, report in next", "claim8_combined_per_s", "tasks/s"),
+    ("  coordinator CPU per request", "claim8_combined_cpu_ms", "ms"),
     ("filtered query page p50 (group + state=failed)", "query_failed_p50_ms", "ms"),
     ("filtered query page p50 (label)", "query_label_p50_ms", "ms"),
     ("query page p50 (newest first, no filter)", "query_newest_p50_ms", "ms"),
+    ("load average (1 min) before", "load_before", ""),
+    ("load average (1 min) after", "load_after", ""),
 ]
 
 
@@ -258,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--backend", nargs="+", default=["postgres", "sqlite"])
     parser.add_argument("--servers", type=int, default=1, help="coordinator processes")
+    parser.add_argument("--redis", metavar="URL", help="event bus for the coordinators")
     parser.add_argument("--latency", type=int, default=500, help="sequential submissions")
     parser.add_argument("--singles", type=int, default=2000, help="single submissions")
     parser.add_argument("--batches", type=int, default=10, help="batches of 1,000")

@@ -19,6 +19,8 @@ import httpx
 from mitosis_server.services.tokens import generate_key_pair
 
 SERVER = str(Path(sys.executable).with_name("mitosis-server"))
+# url → pid of every coordinator ``coordinators`` started, for CPU accounting (psutil).
+PIDS: dict[str, int] = {}
 PG_ADMIN = os.environ.get("MITO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -87,6 +89,7 @@ async def coordinators(db: str, workdir: Path, count: int = 1, *extra: str):
             )
             processes.append(process)
             urls.append(f"http://127.0.0.1:{port}")
+            PIDS[urls[-1]] = process.pid
             await _ready(urls[-1], process)
         yield urls
     finally:

@@ -185,7 +185,7 @@ def configure_logging(settings: WorkerSettings) -> None:
         handlers=handlers,
         force=True,
     )
-    # httpx logs every request at INFO: thousands a second on a busy worker, and noise.
+    # One line per HTTP request (several per task) is noise, and costs a busy worker time.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

@@ -5,9 +5,11 @@ It runs one TaskGroup of named loops, each small and free of HTTP details:
 * ``heartbeat`` tells the coordinator every ``heartbeat_interval`` what runs here and applies
   the orders in the reply: kill these attempts, drain, shut down, here is a renewed token;
 * ``fetch`` long-polls for as many tasks as there are free slots (the coordinator parks the
-  request until a task matches) and starts an attempt for each;
-* ``phases`` sends phase reports in the background, coalesced; results are delivered by each
-  attempt itself, retried until the coordinator takes them (see ``reports``).
+  request until a task matches) and starts an attempt for each; every fetch also carries
+  the results and phases waiting in the outbox, so a busy worker reports one task and takes
+  the next in one round trip;
+* ``reports`` sends what no fetch carried within a moment (the fetch is parked, or every
+  slot is busy), retried until the coordinator takes it (see ``reports``).
 
 Stopping is an Event, set by SIGTERM/SIGINT, by ``lifetime`` or by a shutdown order: fetching
 stops at once, running attempts get ``shutdown_grace`` to finish and are then killed and
@@ -36,10 +38,11 @@ from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas.workers import (
     Assignment,
     AttemptRef,
+    FetchReply,
     HostFacts,
-    PhaseReport,
-    ReportAck,
-    ResultReport,
+    PhaseEntry,
+    ReportOutcome,
+    ResultEntry,
     ShutdownMode,
     WorkerCommands,
 )
@@ -49,7 +52,7 @@ from mitosis_worker.config import WorkerSettings, split_list
 from mitosis_worker.executor import Attempt
 from mitosis_worker.logship import RedisLogWriter, log_shipper
 from mitosis_worker.outputs import AttemptLink
-from mitosis_worker.reports import Reporter
+from mitosis_worker.reports import Batch, Outbox
 from mitosis_worker.runner import RunnerConfig, attempt_for, run_assignment
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,7 @@ class WorkerDaemon:
     log_redis: RedisLogWriter | None = None
 
     def __post_init__(self) -> None:
-        self.reporter = Reporter(self._send_phase, self._send_result)
+        self.outbox = Outbox(self._send_reports)
         self.runner = RunnerConfig(work_dir=Path(self.settings.work_dir), grace=self.settings.grace)
         self._slot_freed = asyncio.Event()
         self._kill_now = False
@@ -120,30 +123,27 @@ class WorkerDaemon:
         started = time.monotonic()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._heartbeat_loop(), name="heartbeat")
-            group.create_task(self.reporter.run_phases(self.stop), name="phases")
+            group.create_task(self.outbox.run(), name="reports")
             group.create_task(self._fetch_loop(group), name="fetch")
             if self.settings.lifetime:
                 group.create_task(self._expire(started), name="lifetime")
             await self.stop.wait()
             await self._finish_running()
+            self.outbox.close()
         await self._unregister()
         if self.log_redis is not None:
             await self.log_redis.aclose()
         return self.exit_code
 
-    async def _send_phase(self, task: uuid.UUID, report: PhaseReport) -> None:
-        await self.client.report_phase(self.worker_id, task, report.attempt, report.phase)
-
-    async def _send_result(self, task: uuid.UUID, report: ResultReport) -> ReportAck:
-        return await self.client.report_result(
-            self.worker_id,
-            task,
-            report.attempt,
-            exit_code=report.exit_code,
-            signal=report.signal,
-            reason=report.reason,
-            message=report.message,
+    async def _send_reports(
+        self, results: list[ResultEntry], phases: list[PhaseEntry]
+    ) -> list[ReportOutcome]:
+        """Reports no fetch carried: a fetch of their own that claims nothing."""
+        reply = await self.client.fetch_tasks(
+            self.worker_id, max_tasks=0, results=results, phases=phases
         )
+        self.apply(reply.commands)
+        return reply.reports
 
     def request_stop(self, *, immediately: bool = False) -> None:
         """Graceful stop (SIGTERM, first SIGINT); ``immediately`` kills running tasks now."""
@@ -215,25 +215,60 @@ class WorkerDaemon:
             if self.draining or free <= 0:
                 await self._wait_for_slot()
                 continue
+            batch = self.outbox.take()
             try:
-                reply = await self.client.fetch_tasks(
-                    self.worker_id, wait=self.settings.poll_wait, max_tasks=free
-                )
+                reply = await self._poll(free, batch)
             except errors.Unauthorized as exc:
+                self.outbox.restore(batch)
                 log.error("worker.token_refused: %s; stopping", exc.message)
                 self.exit_code = 3
                 self.request_stop()
                 return
             except errors.MitosisError as exc:
+                self.outbox.restore(batch)
                 delay = backoff.delay()
                 log.warning("fetch.failed retry_in=%.1fs: %s", delay, exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), timeout=delay)
                 continue
+            if reply is None:  # stopping: the reports go out with the outbox
+                self.outbox.restore(batch)
+                return
             backoff.reset()
+            self.outbox.settle(batch, reply.reports)
             for assignment in reply.tasks:
-                self._start(group, assignment)
+                key = (assignment.task, assignment.attempt)
+                if key not in self.running and not self.outbox.holds(key):
+                    self._start(group, assignment)
             self.apply(reply.commands)
+
+    async def _poll(self, free: int, batch: Batch) -> FetchReply | None:
+        """One fetch carrying ``batch``; None when the worker began stopping while it was
+        parked (it is abandoned: the coordinator requeues what it might have claimed when the
+        worker unregisters)."""
+        known = [AttemptRef(task=t, attempt=a) for t, a in self.running]
+        fetch = asyncio.ensure_future(
+            self.client.fetch_tasks(
+                self.worker_id,
+                wait=self.settings.poll_wait,
+                max_tasks=free,
+                results=batch.results,
+                phases=batch.phases,
+                known=known + self.outbox.known(),
+            )
+        )
+        if batch:  # a fetch that carries reports answers at once: see it through
+            return await fetch
+        stopping = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            await asyncio.wait({fetch})  # let it unwind; whatever it ends with is dropped
+            if not fetch.cancelled():
+                fetch.exception()
+            return None
+        return fetch.result()
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
@@ -254,7 +289,7 @@ class WorkerDaemon:
         sink = log_shipper(
             self.client, self.worker_id, assignment.task, assignment.attempt, self.log_redis
         )
-        attempt = attempt_for(assignment, self.runner, self.reporter, log_sink=sink)
+        attempt = attempt_for(assignment, self.runner, self.outbox, log_sink=sink)
         running = Running(assignment, attempt)
         self.running[key] = running
         running.task = group.create_task(self._run(running), name=f"task-{assignment.task}")
@@ -263,26 +298,29 @@ class WorkerDaemon:
     async def _run(self, running: Running) -> None:
         assignment = running.assignment
         key = (assignment.task, assignment.attempt)
+        report = None
         try:
             self._write_status("online")
             link = AttemptLink(self.client, self.worker_id, assignment.task, assignment.attempt)
             report = await run_assignment(
                 assignment,
                 running.attempt,
-                self.reporter,
+                self.outbox,
                 link,
                 stopped_by_worker=lambda: running.stopped_by_worker,
             )
-            await self.reporter.result(assignment.task, report)
         except Exception:
             # The daemon must outlive any one task; the coordinator's liveness check
             # requeues an attempt whose result never arrives.
             log.exception("attempt.crashed task=%s attempt=%s", *key)
         finally:
+            # The slot is free once the process is gone: the next fetch carries the result.
             self.running.pop(key, None)
             self._slot_freed.set()
-            self._stop_if_idle()
             self._write_status("draining" if self.draining else "online")
+        if report is not None:
+            await self.outbox.deliver(assignment.task, report)
+        self._stop_if_idle()
 
     def apply(self, commands: WorkerCommands) -> None:
         """Carry out the coordinator's orders from a heartbeat or fetch reply."""

@@ -19,7 +19,7 @@ from mitosis_sdk.schemas.workers import Assignment, ResultReport
 from mitosis_worker.executor import Attempt, AttemptSpec, Outcome, Phase, Reason
 from mitosis_worker.logs import LogLimits, LogSink
 from mitosis_worker.outputs import AttemptLink
-from mitosis_worker.reports import Reporter
+from mitosis_worker.reports import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class RunnerConfig:
 def attempt_for(
     assignment: Assignment,
     config: RunnerConfig,
-    reporter: Reporter,
+    reporter: Outbox,
     log_sink: LogSink | None = None,
 ) -> Attempt:
     spec = AttemptSpec(
@@ -97,7 +97,7 @@ def with_upload_problems(report: ResultReport, problems: list[str]) -> ResultRep
 async def run_assignment(
     assignment: Assignment,
     attempt: Attempt,
-    reporter: Reporter,
+    reporter: Outbox,
     link: AttemptLink,
     *,
     stopped_by_worker,

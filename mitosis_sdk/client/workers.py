@@ -22,8 +22,10 @@ from mitosis_sdk.schemas import (
     Heartbeat,
     HostFacts,
     LabelsUpdate,
+    PhaseEntry,
     PhaseReport,
     ReportAck,
+    ResultEntry,
     ResultReport,
     TagsUpdate,
     TaskPhase,
@@ -148,13 +150,30 @@ class WorkersAPI(BaseClient):
         return commands
 
     async def fetch_tasks(
-        self, worker: uuid.UUID | str, *, wait: float = 0.0, max_tasks: int = 1
+        self,
+        worker: uuid.UUID | str,
+        *,
+        wait: float = 0.0,
+        max_tasks: int = 1,
+        results: Iterable[ResultEntry] = (),
+        phases: Iterable[PhaseEntry] = (),
+        known: Iterable[AttemptRef] | None = None,
     ) -> FetchReply:
-        """Claim up to ``max_tasks``; with ``wait`` (≤ 30 s) park until one arrives."""
+        """Report ``results`` and ``phases`` (each gets an outcome in ``reply.reports``),
+        then claim up to ``max_tasks``; with ``wait`` (≤ 30 s) and nothing reported, park
+        until a task arrives. ``known`` lists every attempt the worker holds as far as it
+        knows, so tasks claimed by a fetch whose reply was lost are delivered again."""
+        body = FetchRequest(
+            wait=wait,
+            max_tasks=max_tasks,
+            results=list(results),
+            phases=list(phases),
+            known=None if known is None else list(known),
+        )
         return await self.request(
             "POST",
             f"/api/workers/{worker}/fetch",
-            body=FetchRequest(wait=wait, max_tasks=max_tasks),
+            body=body,
             result=FetchReply,
             http_timeout=wait + 30.0,
         )

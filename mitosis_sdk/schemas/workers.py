@@ -3,6 +3,12 @@
 
 The worker daemon learns what to do from ``WorkerCommands``, which every heartbeat and fetch
 reply carries: which attempts to kill, whether to drain, whether to shut down.
+
+A fetch is also how a worker reports: ``FetchRequest`` carries the results and phases that
+piled up since the last one, so a busy worker spends one round trip per task (report the
+last, take the next) instead of three. Each report gets its own ``ReportOutcome`` in the
+reply; a report from a superseded attempt is refused there (``conflict``) without failing
+the others. A result sent again after its reply was lost is answered like the first time.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Annotated
 
 import msgspec
 
+from mitosis_sdk.errors import ErrorBody
 from mitosis_sdk.schemas.common import Name, Role, Struct
 from mitosis_sdk.schemas.events import RedisShipping
 from mitosis_sdk.schemas.limits import TagList, check_unique
@@ -134,25 +141,6 @@ class WorkerCommands(Struct):
     token_expires_at: datetime | None = None
 
 
-class FetchRequest(Struct):
-    """Claim up to ``max_tasks`` tasks; with ``wait``, park until one arrives (≤ 30 s)."""
-
-    wait: Annotated[str | float, msgspec.Meta(description="seconds or 5s; at most 30s")] = 0.0
-    max_tasks: Annotated[int, msgspec.Meta(ge=1, le=MAX_SLOTS)] = 1
-
-    def __post_init__(self) -> None:
-        try:
-            seconds = parse_duration(self.wait)
-        except ValueError as exc:
-            raise ValueError(f"wait: {exc}") from None
-        if seconds > MAX_FETCH_WAIT:
-            raise ValueError(f"wait: at most 30s, got {self.wait!r}")
-
-    @property
-    def wait_seconds(self) -> float:
-        return parse_duration(self.wait)
-
-
 class Assignment(Struct):
     """A claimed task: everything the worker needs to run this attempt."""
 
@@ -168,11 +156,6 @@ class Assignment(Struct):
     resources: list[Resource] = []
     array_index: int | None = None
     upstream: uuid.UUID | None = None
-
-
-class FetchReply(Struct):
-    tasks: list[Assignment]
-    commands: WorkerCommands
 
 
 class PhaseReport(Struct):
@@ -201,6 +184,78 @@ class ReportAck(Struct):
 
     state: TaskState
     cancel: bool = False
+
+
+class ResultEntry(Struct):
+    """A result, in a fetch, for one task."""
+
+    task: uuid.UUID
+    report: ResultReport
+
+
+class PhaseEntry(Struct):
+    """A phase, in a fetch, for one task."""
+
+    task: uuid.UUID
+    report: PhaseReport
+
+
+MAX_REPORTS = 4 * MAX_SLOTS
+
+
+class FetchRequest(Struct, omit_defaults=True):
+    """Claim up to ``max_tasks`` tasks; with ``wait``, park until one arrives (≤ 30 s).
+
+    ``results`` and ``phases`` are recorded first, in one transaction with the claim (their
+    slots count as free for it). A fetch that carries reports answers at once instead of
+    parking, with an outcome per report. ``known``, when given, lists every attempt the
+    worker holds as far as it knows (running, or with a result not yet acknowledged):
+    attempts held for it that it does not list -- claimed by a fetch whose reply was lost --
+    are delivered again. ``max_tasks`` 0 only reports. (Empty fields are left out on the
+    wire, so a worker with nothing to report can still talk to an older coordinator.)
+    """
+
+    wait: Annotated[str | float, msgspec.Meta(description="seconds or 5s; at most 30s")] = 0.0
+    max_tasks: Annotated[int, msgspec.Meta(ge=0, le=MAX_SLOTS)] = 1
+    results: Annotated[list[ResultEntry], msgspec.Meta(max_length=MAX_REPORTS)] = []
+    phases: Annotated[list[PhaseEntry], msgspec.Meta(max_length=MAX_REPORTS)] = []
+    known: Annotated[list[AttemptRef], msgspec.Meta(max_length=MAX_REPORTS)] | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            seconds = parse_duration(self.wait)
+        except ValueError as exc:
+            raise ValueError(f"wait: {exc}") from None
+        if seconds > MAX_FETCH_WAIT:
+            raise ValueError(f"wait: at most 30s, got {self.wait!r}")
+
+    @property
+    def wait_seconds(self) -> float:
+        return parse_duration(self.wait)
+
+    @property
+    def reports(self) -> bool:
+        return bool(self.results or self.phases)
+
+
+class ReportOutcome(Struct, omit_defaults=True):
+    """What became of one report of a fetch: ``ack`` when it was recorded (or had been, for
+    a result sent again), else ``refused`` with the error a single report would have got
+    (``conflict`` for a superseded or ended attempt, ``not_found``, ``forbidden``)."""
+
+    task: uuid.UUID
+    attempt: int
+    ack: ReportAck | None = None
+    refused: ErrorBody | None = None
+
+
+class FetchReply(Struct):
+    """Claimed (or re-delivered) tasks, orders, and the outcome of each report sent:
+    ``phases`` then ``results``, in the order of the request."""
+
+    tasks: list[Assignment]
+    commands: WorkerCommands
+    reports: list[ReportOutcome] = []
 
 
 class WorkerFilter(Struct):

@@ -44,6 +44,7 @@ from mitosis_server.api.guards import (
 from mitosis_server.services import (
     dispatch,
     publishing,
+    reports,
     worker_admin,
     workers,
     workflow_submit,
@@ -188,7 +189,11 @@ class WorkerSelfController(Controller):
             client_address(request),
         )
 
-    @post("/fetch", status_code=HTTP_200_OK, summary="Claim tasks, long-polling up to 30 s")
+    @post(
+        "/fetch",
+        status_code=HTTP_200_OK,
+        summary="Report results and phases, claim tasks, long-polling up to 30 s",
+    )
     async def fetch(
         self, request: Request, worker_id: PathUUID, data: JSONBody[FetchRequest]
     ) -> FetchReply:
@@ -197,8 +202,7 @@ class WorkerSelfController(Controller):
             coordinator.sessions,
             coordinator.wakeups,
             worker_id,
-            data.max_tasks,
-            data.wait_seconds,
+            data,
             coordinator.settings.report_margin,
         )
         await publishing.publish_claimed(coordinator.events, worker_id, reply.tasks)
@@ -215,9 +219,7 @@ class WorkerSelfController(Controller):
     ) -> ReportAck:
         coordinator = _coordinator(request)
         margin = coordinator.settings.report_margin
-        return await dispatch.report_phase(
-            db, worker_id, task_id, data, margin, coordinator.wakeups
-        )
+        return await reports.report_phase(db, worker_id, task_id, data, margin, coordinator.wakeups)
 
     @post("/tasks/{task_id:uuid}/result", status_code=HTTP_200_OK, summary="Report a result")
     async def result(
@@ -229,7 +231,7 @@ class WorkerSelfController(Controller):
         data: JSONBody[ResultReport],
     ) -> ReportAck:
         """Exit code, signal, reason; a superseded attempt gets 409 and changes nothing."""
-        return await dispatch.report_result(
+        return await reports.report_result(
             db, worker_id, task_id, data, _coordinator(request).wakeups
         )
 

@@ -69,9 +69,14 @@ def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
 
 
 def engine_options(url: URL) -> dict:
+    """Pool settings. No ``pool_pre_ping`` on PostgreSQL: it is a round trip on every
+    checkout, i.e. on every request. A connection broken by a database restart fails its
+    statement once instead; SQLAlchemy then discards the whole pool, and the caller (a
+    worker, the TUI) retries. ``pool_recycle`` replaces connections before server-side idle
+    timeouts close them."""
     if url.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": 30}}
-    return {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+    return {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
 
 
 def prepare_engine(engine: AsyncEngine) -> None:

@@ -1,6 +1,9 @@
-"""The one async engine and session factory of a coordinator process."""
+"""The one async engine and session factory of a coordinator process, and the unit of work."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,3 +24,21 @@ def create_engine(url: str) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.asynccontextmanager
+async def transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit on success, roll back on error; then run the callbacks that
+    services queued in ``session.info["after_commit"]`` (publishing events, waking parked
+    fetches), which must never see a change before it is visible."""
+    async with sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+    for callback in session.info.get("after_commit", ()):
+        await callback()

@@ -246,6 +246,14 @@ class Task(Base):
         Index("ix_tasks_group_id", "group_id", "id"),
         Index("ix_tasks_group_state", "group_id", "state", "id"),
         Index("ix_tasks_group_created", "group_id", "created_at"),
+        # Fairness (S6): when a group last had a task start (``max(started_at)``).
+        Index(
+            "ix_tasks_group_started",
+            "group_id",
+            "started_at",
+            postgresql_where=text("started_at IS NOT NULL"),
+            sqlite_where=text("started_at IS NOT NULL"),
+        ),
         Index(
             "ix_tasks_running_deadline",
             "deadline_at",

@@ -5,41 +5,56 @@ sign of life, brings a lost worker back online and, on PostgreSQL, locks the row
 fetches of one worker never overbook its slots. What the worker must do next (kill attempts,
 drain, shut down) is computed from committed state by ``commands_for`` and sent in every
 heartbeat and fetch reply.
+
+A fetch is also the worker's report: the results and phases it carries are recorded in the
+same transaction as the claim, before it (a result frees its slot for the claim), so a busy
+worker spends one request and one commit per task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, select, update
+from sqlalchemy import Select, Update, Uuid, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mitosis_sdk.schemas import (
+    Assignment,
     AttemptRef,
     FetchReply,
-    PhaseReport,
-    ReportAck,
-    ResultReport,
-    TaskPhase,
+    FetchRequest,
     TaskState,
     WorkerCommands,
     WorkerState,
 )
-from mitosis_sdk.schemas.events import EventKind
-from mitosis_server.db.models import Group, Task, TaskAttempt, Worker, WorkerGrant, utcnow
-from mitosis_server.errors import conflict, not_found
-from mitosis_server.services import publishing, workflows
-from mitosis_server.services.scheduling import (
-    RUN_ROLES,
-    claim_tasks,
-    record_phase,
-    record_result,
-    requeued_groups,
+from mitosis_server.db.engine import transaction
+from mitosis_server.db.models import (
+    Group,
+    Task,
+    TaskAttempt,
+    UTCDateTime,
+    Worker,
+    WorkerGrant,
+    utcnow,
 )
-from mitosis_server.services.wakeups import RECHECK, Wakeups, notify_after_commit, worker_key
+from mitosis_server.errors import conflict, not_found
+from mitosis_server.services.claims import anything_to_claim, claim_tasks, held_assignments
+from mitosis_server.services.reports import apply_reports
+from mitosis_server.services.scheduling import RUN_ROLES
+from mitosis_server.services.wakeups import RECHECK, Wakeups, worker_key
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    id: int
+    state: WorkerState
+    drain: bool
+    shutdown: str | None
+    slots: int
 
 
 @dataclass(frozen=True)
@@ -49,93 +64,141 @@ class WorkerSlot:
     drain: bool
     shutdown: str | None
     free: int
-    # (attempt id, task uuid, attempt, task state) of the attempts it holds
-    held: list[tuple[int, uuid.UUID, int, str]]
+    # (attempt id, task uuid, attempt, task state, task id) of the attempts it holds
+    held: list[tuple[int, uuid.UUID, int, str, int]]
 
 
-async def touch_worker(db: AsyncSession, worker_uuid: uuid.UUID, now: datetime) -> WorkerSlot:
+@functools.cache
+def _touch_statement() -> Update:
+    return (
+        update(Worker)
+        .where(Worker.uuid == bindparam("worker", type_=Uuid))
+        .values(
+            last_heartbeat=bindparam("now", type_=UTCDateTime),
+            state=case(
+                (
+                    Worker.state == WorkerState.LOST,
+                    case(
+                        (Worker.drain, WorkerState.DRAINING.value),
+                        else_=WorkerState.ONLINE.value,
+                    ),
+                ),
+                else_=Worker.state,
+            ),
+        )
+        .returning(Worker.id, Worker.state, Worker.drain, Worker.shutdown, Worker.slots)
+    )
+
+
+async def touch_worker(db: AsyncSession, worker_uuid: uuid.UUID, now: datetime) -> WorkerRow:
     """Record a sign of life (a lost worker that speaks is back online) and lock the row.
 
     Raises 404 for an unknown worker and 409 for one that has unregistered.
     """
-    row = (
-        await db.execute(
-            update(Worker)
-            .execution_options(synchronize_session=False)
-            .where(Worker.uuid == worker_uuid)
-            .values(
-                last_heartbeat=now,
-                state=case(
-                    (
-                        Worker.state == WorkerState.LOST,
-                        case(
-                            (Worker.drain, WorkerState.DRAINING.value),
-                            else_=WorkerState.ONLINE.value,
-                        ),
-                    ),
-                    else_=Worker.state,
-                ),
-            )
-            .returning(Worker.id, Worker.state, Worker.drain, Worker.shutdown, Worker.slots)
-        )
-    ).one_or_none()
+    connection = await db.connection()
+    result = await connection.execute(_touch_statement(), {"worker": worker_uuid, "now": now})
+    row = result.one_or_none()
     if row is None:
         raise not_found(f"worker {worker_uuid}")
     if row.state == WorkerState.STOPPED:
         raise conflict(f"worker {worker_uuid} has unregistered; register again")
-    held = await open_attempts(db, row.id)
-    state = WorkerState(row.state)
-    return WorkerSlot(row.id, state, row.drain, row.shutdown, row.slots - len(held), held)
+    return WorkerRow(row.id, WorkerState(row.state), row.drain, row.shutdown, row.slots)
+
+
+async def worker_slot(db: AsyncSession, worker: WorkerRow) -> WorkerSlot:
+    """The worker's attempts and free slots, read in this transaction."""
+    held = await open_attempts(db, worker.id)
+    free = worker.slots - len(held)
+    return WorkerSlot(worker.id, worker.state, worker.drain, worker.shutdown, free, held)
 
 
 async def fetch_tasks(
     sessions: async_sessionmaker[AsyncSession],
     wakeups: Wakeups,
     worker_uuid: uuid.UUID,
-    max_tasks: int,
-    wait: float,
+    request: FetchRequest,
     margin: float,
 ) -> FetchReply:
-    """Claim tasks for a worker, parking up to ``wait`` seconds until one arrives (S4).
+    """Record the fetch's reports, claim tasks, parking up to ``wait`` seconds until one
+    arrives (S4).
 
     Each look is its own short transaction (a parked request must not hold one: on SQLite
-    that would block every writer). The waiter exists before the first look, so a submit
-    that commits after a look wakes it; the look repeats every ``RECHECK`` seconds anyway,
-    for submissions on other coordinators. The fetch also returns early when the worker's
-    orders change (a cancelled task, drain, shutdown), so the worker learns at once.
+    that would block every writer); the reports go into the first, which commits before
+    any parking. The waiter exists before the first look, so a submit that commits after a
+    look wakes it; the look repeats every ``RECHECK`` seconds anyway, for submissions on
+    other coordinators (and retry backoffs running out), and is skipped after a cheap read
+    when there is nothing to take. The fetch answers at once when it carried reports (the worker
+    waits for their outcomes) and early when the worker's orders change (a cancelled task,
+    drain, shutdown), so the worker learns at once.
     """
     loop = asyncio.get_running_loop()
-    end = loop.time() + wait
+    end = loop.time() + request.wait_seconds
+    outcomes = []
     orders_changed = False
+    first = look = True
     with wakeups.waiter(workers=[worker_uuid]) as waiter:
         while True:
-            async with sessions.begin() as db:
-                now = utcnow()
-                slot = await touch_worker(db, worker_uuid, now)
-                takes = slot.state == WorkerState.ONLINE and slot.shutdown is None
-                limit = min(slot.free, max_tasks) if takes else 0
-                tasks = await claim_tasks(db, slot.id, limit, now, margin)
-                if tasks or slot.shutdown or orders_changed or loop.time() >= end:
-                    return FetchReply(tasks=tasks, commands=await commands_for(db, slot, []))
-                groups = await run_groups(db, slot.id) if takes else []
+            if look:
+                async with transaction(sessions) as db:
+                    now = utcnow()
+                    worker = await touch_worker(db, worker_uuid, now)
+                    if first and request.reports:
+                        outcomes = await apply_reports(db, worker_uuid, request, margin, wakeups)
+                    slot = await worker_slot(db, worker)
+                    takes = slot.state == WorkerState.ONLINE and slot.shutdown is None
+                    limit = min(slot.free, request.max_tasks) if takes else 0
+                    tasks = await claim_tasks(db, slot.id, limit, now, margin)
+                    if request.known is not None:
+                        tasks += await _undelivered(db, slot, request.known)
+                    answer = first and request.reports
+                    if tasks or answer or slot.shutdown or orders_changed or loop.time() >= end:
+                        commands = commands_for(slot, [])
+                        return FetchReply(tasks=tasks, commands=commands, reports=outcomes)
+                    groups = await run_groups(db, slot.id) if takes else []
+            first = False
             if waiter.watch(groups=groups):
-                continue  # listening to new groups now: look once more before parking
+                # Listening to new groups now: did anything arrive before? Then look again.
+                look = limit > 0 and await _worth_a_look(sessions, slot.id)
+                continue
             woken = await waiter.wait(min(RECHECK, end - loop.time()))
             # Something changed for this worker (cancel, drain, tags ...): answer after one
             # more look, so it hears of it now rather than at its next heartbeat.
             orders_changed = worker_key(worker_uuid) in woken
+            look = orders_changed or loop.time() >= end
+            look = look or (limit > 0 and await _worth_a_look(sessions, slot.id))
 
 
-async def commands_for(
-    db: AsyncSession, slot: WorkerSlot, reported: list[AttemptRef]
-) -> WorkerCommands:
+async def _worth_a_look(sessions: async_sessionmaker[AsyncSession], worker_id: int) -> bool:
+    """Is there a task the worker may take now? A parked fetch asks this (reading only: no
+    lock, no write, no commit to flush) before it spends a claiming look, so a fleet of idle
+    workers costs the database one small read each per ``RECHECK``."""
+    async with sessions() as db:
+        return await anything_to_claim(db, worker_id, utcnow())
+
+
+async def _undelivered(
+    db: AsyncSession, slot: WorkerSlot, known: list[AttemptRef]
+) -> list[Assignment]:
+    """Running attempts held for the worker that it does not know of: a fetch claimed them
+    but its reply never arrived. They are delivered again (same attempt), not left to run
+    out their deadline."""
+    knows = {(ref.task, ref.attempt) for ref in known}
+    missing = [
+        task_id
+        for _, task_uuid, attempt, state, task_id in slot.held
+        if state == TaskState.RUNNING and (task_uuid, attempt) not in knows
+    ]
+    return await held_assignments(db, missing)
+
+
+def commands_for(slot: WorkerSlot, reported: list[AttemptRef]) -> WorkerCommands:
     """The worker's orders: kill attempts of cancelled tasks and attempts it reports running
     that it no longer holds (superseded or released); drain; shut down."""
     held = slot.held  # read with the worker's row, in this transaction
     cancel = [
-        AttemptRef(task=u, attempt=a) for _, u, a, state in held if state == TaskState.CANCELLED
+        AttemptRef(task=u, attempt=a) for _, u, a, state, _ in held if state == TaskState.CANCELLED
     ]
-    holding = {(u, a) for _, u, a, _ in held}
+    holding = {(u, a) for _, u, a, _, _ in held}
     cancel += [r for r in reported if (r.task, r.attempt) not in holding]
     return WorkerCommands(
         state=slot.state,
@@ -156,47 +219,19 @@ async def run_groups(db: AsyncSession, worker_id: int) -> list[str]:
     )
 
 
-async def open_attempts(db: AsyncSession, worker_id: int) -> list[tuple[int, uuid.UUID, int, str]]:
-    """(attempt id, task uuid, attempt, task state) of every attempt the worker holds."""
-    rows = await db.execute(
-        select(TaskAttempt.id, Task.uuid, TaskAttempt.attempt, Task.state)
+@functools.cache
+def _open_attempts_statement() -> Select:
+    return (
+        select(TaskAttempt.id, Task.uuid, TaskAttempt.attempt, Task.state, Task.id)
         .join(Task, Task.id == TaskAttempt.task_id)
-        .where(TaskAttempt.worker_id == worker_id, TaskAttempt.ended_at.is_(None))
+        .where(TaskAttempt.worker_id == bindparam("worker_id"), TaskAttempt.ended_at.is_(None))
     )
+
+
+async def open_attempts(
+    db: AsyncSession, worker_id: int
+) -> list[tuple[int, uuid.UUID, int, str, int]]:
+    """(attempt id, task uuid, attempt, task state, task id) of every attempt it holds."""
+    connection = await db.connection()
+    rows = await connection.execute(_open_attempts_statement(), {"worker_id": worker_id})
     return [tuple(r) for r in rows]
-
-
-async def report_phase(
-    db: AsyncSession,
-    worker_uuid: uuid.UUID,
-    task_uuid: uuid.UUID,
-    report: PhaseReport,
-    margin: float,
-    wakeups: Wakeups | None = None,
-) -> ReportAck:
-    """Progress of an attempt (T4); ``cancel`` tells the worker to kill it now."""
-    now = utcnow()
-    state = await record_phase(
-        db, worker_uuid, task_uuid, report.attempt, report.phase, now, margin
-    )
-    if report.phase == TaskPhase.SPAWNED:  # ``after`` dependents may start now (T6)
-        groups, changed = await workflows.settle_moved(db, task_uuid, now)
-        notify_after_commit(db, wakeups, groups=groups)
-        await publishing.tasks_changed(db, wakeups, changed)
-    await publishing.tasks_changed(db, wakeups, [task_uuid], EventKind.TASK_PHASE)
-    return ReportAck(state=state, cancel=state == TaskState.CANCELLED)
-
-
-async def report_result(
-    db: AsyncSession,
-    worker_uuid: uuid.UUID,
-    task_uuid: uuid.UUID,
-    report: ResultReport,
-    wakeups: Wakeups | None,
-) -> ReportAck:
-    """How an attempt ended (T3, T8); frees the slot, so the worker's parked fetch looks."""
-    state, released = await record_result(db, worker_uuid, task_uuid, report, utcnow())
-    groups = await requeued_groups(db, released)
-    notify_after_commit(db, wakeups, groups=groups, workers=[worker_uuid])
-    await publishing.tasks_changed(db, wakeups, [task_uuid])
-    return ReportAck(state=state)

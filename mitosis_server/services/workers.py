@@ -50,7 +50,12 @@ from mitosis_server.db.models import (
 from mitosis_server.errors import conflict, forbidden, not_found
 from mitosis_server.services import publishing
 from mitosis_server.services.auth import Authenticator, Principal
-from mitosis_server.services.dispatch import commands_for, open_attempts, touch_worker
+from mitosis_server.services.dispatch import (
+    commands_for,
+    open_attempts,
+    touch_worker,
+    worker_slot,
+)
 from mitosis_server.services.groups import require_role
 from mitosis_server.services.scheduling import REQUEUED, release_attempts, requeued_groups
 from mitosis_server.services.wakeups import Wakeups, notify_after_commit
@@ -137,8 +142,8 @@ async def heartbeat(
 ) -> WorkerCommands:
     """Record life (W2) and answer with the worker's orders; renew the worker's token when
     less than half of its lifetime is left, so a long task never outlives it."""
-    slot = await touch_worker(db, worker_uuid, utcnow())
-    commands = await commands_for(db, slot, running)
+    slot = await worker_slot(db, await touch_worker(db, worker_uuid, utcnow()))
+    commands = commands_for(slot, running)
     left = principal.token_expires_at - datetime.now(UTC)
     if left < timedelta(seconds=authenticator.token_lifetime / 2):
         user = await db.get_one(User, principal.user_id)

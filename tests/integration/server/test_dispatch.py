@@ -249,8 +249,21 @@ async def test_reports_must_come_from_the_worker_holding_the_attempt(alice, tran
         )
     assert (await alice.get_task(task.uuid)).state == TaskState.RUNNING
     await holder.finish(claimed)
-    with pytest.raises(errors.Conflict):  # reported twice
-        await holder.finish(claimed)
+    with pytest.raises(errors.Conflict):  # a different result for the ended attempt
+        await holder.finish(claimed, exit_code=1)
+
+
+async def test_a_result_sent_again_is_answered_like_the_first(alice, transport):
+    """A retried result (its reply was lost) gets the same answer and changes nothing (T8)."""
+    task = await alice.submit_task(spec("x"))
+    worker = await start_worker(alice, transport)
+    (claimed,) = await worker.fetch()
+    first = await worker.finish(claimed, exit_code=3)
+    again = await worker.finish(claimed, exit_code=3)
+    assert first == again
+    assert again.state == TaskState.FAILED
+    info = await alice.get_task(task.uuid)
+    assert [(a.attempt, a.state, a.exit_code) for a in info.attempts] == [(1, "failed", 3)]
 
 
 async def test_unregister_requeues_held_tasks_and_ends_the_worker_token(alice, transport):
@@ -351,3 +364,15 @@ async def test_the_background_monitor_requeues_by_itself(settings, alice):
         assert (await user.get_task(task.uuid)).attempts[0].reason == "worker_lost"
         await user.aclose()
         await worker.client.aclose()
+
+
+async def test_a_parked_fetch_with_nothing_to_take_writes_nothing(app, alice, transport):
+    """Rechecks of a parked fetch only read: the worker's row is written once, by the first
+    look, however long the fetch parks (an idle fleet costs the database no commits)."""
+    worker = await start_worker(alice, transport)
+    parked = asyncio.create_task(worker.fetch(wait=3.0))
+    await asyncio.sleep(0.5)
+    first = (await alice.get_worker(worker.uuid)).last_heartbeat
+    await asyncio.sleep(2.0)  # two rechecks
+    assert (await alice.get_worker(worker.uuid)).last_heartbeat == first
+    assert await parked == []

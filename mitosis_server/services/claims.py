@@ -1,0 +1,301 @@
+"""Taking tasks: the atomic claim, fair between groups (FEATURES S2, S3, S6, T2 ``%N``).
+
+A claim is ``WITH claim AS MATERIALIZED (SELECT … LIMIT n FOR UPDATE SKIP LOCKED) UPDATE
+tasks … FROM claim … RETURNING``: no task is taken twice, by any number of workers or
+coordinator replicas (S3). The caller updates the worker's row first, which serialises
+claims of one worker, so its slots are never overbooked. The statements are built once with
+bound parameters (the claim is the hot path; only its parameters change) and run on the
+session's connection, past the ORM.
+
+Fairness (S6) is round-robin between groups, decided inside the claim statement itself:
+among the groups the worker may run that have a task it may take at the best priority on
+offer, the group whose latest task *started* longest ago (or never) goes first, its oldest
+tasks at that priority are taken, and only if it has fewer than ``n`` of them does a second,
+plain claim (priority, then age: S2) fill the rest. Why this rule:
+
+* it needs no state of its own: "when did this group last get a task" is ``max(started_at)``
+  over its tasks (an index lookup), committed data every coordinator sees alike, so there
+  is no counter row for concurrent claims to queue on;
+* a group that floods the queue gets a turn after every other group with work, however
+  many tasks it queued, and a group that just arrived goes first: group A's 1,000 tasks
+  cannot delay group B's first task by more than one claim;
+* priority still wins: the turn only orders groups at the same (best) priority;
+* it costs a few index probes per group the worker serves, never a scan of the queue.
+
+Round-robin is per claim: a worker taking 8 at a time takes them from the group whose turn
+it is (if it has 8), and the next claim serves the next group.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    Select,
+    Update,
+    Uuid,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mitosis_sdk.schemas import Assignment, Resource, TaskState
+from mitosis_server.db.dialects import claim_candidates, seconds_after
+from mitosis_server.db.models import Group, Task, TaskAttempt, User, UTCDateTime, WorkerGrant
+from mitosis_server.services.scheduling import (
+    IS_READY,
+    IS_RUNNING,
+    OPEN,
+    RUN_ROLES,
+    claimable,
+    match_conditions,
+    may_take,
+)
+
+WORKER = bindparam("worker_id", type_=BigInteger)
+NOW = bindparam("now", type_=UTCDateTime)
+
+
+def _takeable(*extra) -> list:
+    """Ready tasks of unthrottled arrays (or none) the worker may take now."""
+    return [IS_READY, Task.array_limit.is_(None), claimable(NOW), may_take(WORKER), *extra]
+
+
+def _fair_turn() -> tuple[Any, Any]:
+    """(the best priority on offer to the worker, the group whose turn it is at it)."""
+    top = (
+        select(Task.priority)
+        .where(*_takeable())
+        .order_by(Task.priority.desc(), Task.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    head = (
+        select(Task.id)
+        .where(
+            IS_READY,
+            Task.group_id == WorkerGrant.group_id,
+            Task.priority == top,
+            Task.array_limit.is_(None),
+            claimable(NOW),
+            match_conditions(WORKER)["tags"],
+        )
+        .order_by(Task.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    last_started = (
+        select(func.max(Task.started_at))
+        .where(Task.group_id == WorkerGrant.group_id, Task.started_at.is_not(None))
+        .scalar_subquery()
+    )
+    turn = (
+        select(WorkerGrant.group_id)
+        .where(WorkerGrant.worker_id == WORKER, WorkerGrant.role.in_(RUN_ROLES), head.is_not(None))
+        .order_by(last_started.asc().nulls_first(), head)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return top, turn
+
+
+def _assignment_columns() -> tuple:
+    """What the worker needs of a task it takes (see :func:`assignments`)."""
+    return (
+        Task.id,
+        Task.uuid,
+        Task.attempt,
+        Task.seq,
+        Task.priority,
+        Task.command,
+        Task.spec,
+        Task.timeout,
+        Task.array_index,
+        # SQLite prints RETURNING columns unqualified: each subquery names only columns its
+        # own table lacks (group_id, creator_id), which resolve to the outer row.
+        select(Group.name).where(Group.id == Task.group_id).scalar_subquery().label("group_name"),
+        select(User.name).where(User.id == Task.creator_id).scalar_subquery().label("creator_name"),
+        Task.upstream_id,
+    )
+
+
+@functools.cache
+def _claim_statement(kind: str) -> Update:
+    """The claim; ``kind`` picks the candidates: ``fair`` (the group whose turn it is, at
+    the best priority), ``plain`` (S2 order over every group), ``throttled`` (within one
+    throttled array, whose head row the caller has locked)."""
+    if kind == "fair":
+        top, turn = _fair_turn()
+        where = _takeable(Task.group_id == turn, Task.priority == top)
+    elif kind == "plain":
+        where = _takeable()
+    else:
+        array = Task.array_id == bindparam("claim_array", type_=Uuid)
+        where = [IS_READY, array, claimable(NOW), may_take(WORKER)]
+    candidates = claim_candidates(
+        select(Task.id)
+        .where(*where)
+        .order_by(Task.priority.desc(), Task.id)
+        .limit(bindparam("limit", type_=Integer)),
+        Task,
+    )
+    return (
+        update(Task)
+        .where(Task.id == candidates.c.id, IS_READY)
+        .values(
+            state=TaskState.RUNNING.value,
+            worker_id=WORKER,
+            attempt=Task.attempt + 1,
+            started_at=NOW,
+            deadline_at=seconds_after(NOW, Task.timeout + bindparam("margin", type_=Float)),
+            phase=None,
+        )
+        .returning(*_assignment_columns())
+    )
+
+
+@functools.cache
+def _open_attempt_statement():
+    return insert(TaskAttempt)
+
+
+async def _claim(db: AsyncSession, kind: str, parameters: dict) -> list:
+    connection = await db.connection()
+    return list((await connection.execute(_claim_statement(kind), parameters)).all())
+
+
+@functools.cache
+def _anything_statement() -> Select:
+    return select(Task.id).where(IS_READY, claimable(NOW), may_take(WORKER)).limit(1)
+
+
+async def anything_to_claim(db: AsyncSession, worker_id: int, now: datetime) -> bool:
+    """Is any task ready that the worker may take now (a throttled array's too)?"""
+    connection = await db.connection()
+    parameters = {"worker_id": worker_id, "now": now}
+    return (await connection.execute(_anything_statement(), parameters)).first() is not None
+
+
+async def claim_tasks(
+    db: AsyncSession, worker_id: int, limit: int, now: datetime, margin: float
+) -> list[Assignment]:
+    """Take up to ``limit`` ready tasks the worker may run: the group whose turn it is
+    first (S6), then best first (S2), atomically (S3)."""
+    if limit <= 0:
+        return []
+    parameters = {"worker_id": worker_id, "limit": limit, "now": now, "margin": margin}
+    rows = await _claim(db, "fair", parameters)
+    if len(rows) < limit:
+        rows += await _claim(db, "plain", parameters | {"limit": limit - len(rows)})
+    if len(rows) < limit:
+        rows += await _claim_throttled(db, worker_id, limit - len(rows), now, margin)
+    if not rows:
+        return []
+    connection = await db.connection()
+    await connection.execute(
+        _open_attempt_statement(),
+        [
+            {
+                "task_id": r.id,
+                "attempt": r.attempt,
+                "worker_id": worker_id,
+                "outcome": OPEN,
+                "started_at": now,
+            }
+            for r in rows
+        ],
+    )
+    return await assignments(db, rows)
+
+
+async def assignments(db: AsyncSession, rows: list) -> list[Assignment]:
+    """Wire views of claimed task rows (the claim's RETURNING columns), best first."""
+    rows = sorted(rows, key=lambda r: (-r.priority, r.id))
+    upstream_ids = {r.upstream_id for r in rows if r.upstream_id is not None}
+    upstreams = dict(
+        (await db.execute(select(Task.id, Task.uuid).where(Task.id.in_(upstream_ids)))).all()
+        if upstream_ids
+        else []
+    )
+    return [
+        Assignment(
+            task=r.uuid,
+            attempt=r.attempt,
+            group=r.group_name,
+            seq=r.seq,
+            creator=r.creator_name,
+            command=r.command,
+            env=r.spec.get("env", {}),
+            timeout=r.timeout,
+            terminal_output=r.spec.get("terminal_output", False),
+            resources=msgspec.convert(r.spec.get("resources", []), list[Resource]),
+            array_index=r.array_index,
+            upstream=upstreams.get(r.upstream_id),
+        )
+        for r in rows
+    ]
+
+
+async def held_assignments(db: AsyncSession, task_ids: list[int]) -> list[Assignment]:
+    """The assignments of attempts a worker already holds (to deliver them again)."""
+    if not task_ids:
+        return []
+    rows = await db.execute(select(*_assignment_columns()).where(Task.id.in_(task_ids)))
+    return await assignments(db, list(rows))
+
+
+async def _claim_throttled(
+    db: AsyncSession, worker_id: int, limit: int, now: datetime, margin: float
+) -> list:
+    """Claim from throttled arrays (``%N``): never more than N of an array running. The
+    array's first task row is locked (``FOR UPDATE``, waiting) while its running tasks are
+    counted and the claim runs, so concurrent claims of one array take turns on PostgreSQL;
+    SQLite's single writer serialises them anyway."""
+    arrays = (
+        await db.execute(
+            select(Task.array_id, Task.array_limit)
+            .where(
+                IS_READY,
+                Task.array_limit.is_not(None),
+                claimable(now),
+                may_take(worker_id),
+            )
+            .group_by(Task.array_id, Task.array_limit)
+            .limit(16)
+        )
+    ).all()
+    rows: list = []
+    for array_id, cap in arrays:
+        if limit <= 0:
+            break
+        await db.execute(
+            select(Task.id)
+            .where(Task.array_id == array_id)
+            .order_by(Task.id)
+            .limit(1)
+            .with_for_update()
+        )
+        running = await db.scalar(select(func.count()).where(Task.array_id == array_id, IS_RUNNING))
+        take = min(limit, cap - running)
+        if take <= 0:
+            continue
+        parameters = {
+            "worker_id": worker_id,
+            "limit": take,
+            "now": now,
+            "margin": margin,
+            "claim_array": array_id,
+        }
+        claimed = await _claim(db, "throttled", parameters)
+        rows += claimed
+        limit -= len(claimed)
+    return rows

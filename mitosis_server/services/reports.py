@@ -1,0 +1,424 @@
+"""What workers report about the attempts they hold: phases (FEATURES T4) and results (T3, T8).
+
+Reports arrive one by one (``/tasks/{id}/phase`` and ``/result``) or several in a fetch
+(:func:`apply_reports`); both go through :func:`report_phase` and :func:`report_result`.
+
+Fencing is exact (T8): a report counts only for an open attempt held by the reporting
+worker, and closing an attempt is a conditional UPDATE, so a late report and the liveness
+monitor never both win. The hot path is optimistic: the conditional UPDATE comes first and
+carries the fence in its WHERE clause, and its RETURNING gives what the event and the
+dependency check need, so a result costs two statements; only when the UPDATE matches
+nothing is the attempt read to say why (404, 403, 409). A result sent again after its reply
+was lost -- the attempt already ended by this worker with this very result -- is answered
+like the first time and changes nothing, so a worker may retry a report safely.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    Row,
+    Update,
+    Uuid,
+    bindparam,
+    exists,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mitosis_sdk.errors import ErrorBody
+from mitosis_sdk.schemas import (
+    FetchRequest,
+    PhaseReport,
+    ReportAck,
+    ReportOutcome,
+    ResultReport,
+    TaskPhase,
+    TaskReason,
+    TaskState,
+)
+from mitosis_sdk.schemas.events import EventKind
+from mitosis_sdk.units import parse_duration
+from mitosis_server.db.dialects import seconds_after
+from mitosis_server.db.models import (
+    Group,
+    Task,
+    TaskAttempt,
+    TaskDependency,
+    UTCDateTime,
+    Worker,
+    utcnow,
+)
+from mitosis_server.errors import DomainError, conflict
+from mitosis_server.services import publishing, workflows
+from mitosis_server.services.scheduling import (
+    IS_RUNNING,
+    REQUEUED,
+    attempt_row,
+    check_held,
+    release_attempts,
+    requeued_groups,
+)
+from mitosis_server.services.wakeups import Wakeups, notify_after_commit
+
+RETRY_REASONS = (TaskReason.NONZERO_EXIT, TaskReason.TIMEOUT, TaskReason.SIGNAL)
+MAX_BACKOFF = 24 * 3600.0
+
+TASK = bindparam("task", type_=Uuid)
+ATTEMPT = bindparam("b_attempt", type_=Integer)
+NOW = bindparam("now", type_=UTCDateTime)
+WORKER = bindparam("worker", type_=Uuid)
+
+
+def _open_attempt() -> list:
+    """The fence: the attempt is open and held by the reporting worker."""
+    return [
+        TaskAttempt.task_id == select(Task.id).where(Task.uuid == TASK).scalar_subquery(),
+        TaskAttempt.attempt == ATTEMPT,
+        TaskAttempt.ended_at.is_(None),
+        TaskAttempt.worker_id == select(Worker.id).where(Worker.uuid == WORKER).scalar_subquery(),
+    ]
+
+
+def _task_update(*where, **values) -> Update:
+    """An UPDATE of the task running this attempt, returning what its event needs (and
+    whether any task depends on it, so dependents are settled only when there are some)."""
+    return (
+        update(Task)
+        .where(Task.id == bindparam("task_id", type_=Integer), Task.attempt == ATTEMPT, *where)
+        .values(**values)
+        .returning(
+            Task.id,
+            Task.uuid,
+            Task.state,
+            Task.phase,
+            Task.attempt,
+            Task.exit_code,
+            Task.reason,
+            # Unqualified on SQLite (see claims): neither subquery's table has these columns.
+            select(Group.name).where(Group.id == Task.group_id).scalar_subquery().label("group"),
+            Task.group_id,
+            exists().where(TaskDependency.upstream_id == Task.id).label("has_dependents"),
+        )
+    )
+
+
+@functools.cache
+def _phase_statements(phase: TaskPhase) -> tuple[Update, Update]:
+    """Record ``phase`` on the attempt (forward only), then on the task with a deadline
+    pushed out again (its timeout plus the report margin from now)."""
+    allowed = [p.value for p in TaskPhase if p.rank <= phase.rank]
+    on_attempt = (
+        update(TaskAttempt)
+        .where(
+            *_open_attempt(),
+            TaskAttempt.phase.is_(None) | TaskAttempt.phase.in_(allowed),
+        )
+        .values(phase=phase.value)
+        .returning(TaskAttempt.task_id)
+    )
+    on_task = _task_update(
+        IS_RUNNING,
+        phase=phase.value,
+        deadline_at=seconds_after(NOW, Task.timeout + bindparam("margin", type_=Float)),
+    )
+    return on_attempt, on_task
+
+
+@functools.cache
+def _result_statements() -> tuple[Update, Update]:
+    """Close the attempt with its result, then end the task (unless it was cancelled or
+    superseded meanwhile)."""
+    columns = ("outcome", "exit_code", "signal", "reason", "message")
+    close = (
+        update(TaskAttempt)
+        .where(*_open_attempt())
+        .values(ended_at=NOW, **{c: bindparam(c) for c in columns})
+        .returning(TaskAttempt.task_id)
+    )
+    finish = _task_update(
+        IS_RUNNING,
+        state=bindparam("outcome"),
+        reason=bindparam("reason"),
+        message=bindparam("message"),
+        exit_code=bindparam("exit_code"),
+        signal=bindparam("signal"),
+        finished_at=NOW,
+        deadline_at=None,
+    )
+    return close, finish
+
+
+async def _one(db: AsyncSession, statement, parameters: dict) -> Row | None:
+    connection = await db.connection()
+    return (await connection.execute(statement, parameters)).one_or_none()
+
+
+def _publish(db: AsyncSession, wakeups: Wakeups | None, row: Row, kind: EventKind) -> None:
+    """Publish a task's new state from the row an UPDATE returned (no extra read)."""
+    bus = getattr(wakeups, "bus", None)
+    ended = kind == EventKind.TASK_STATE and row.state in publishing.TERMINAL
+    publishing.publish_after_commit(
+        db, bus, [publishing.task_event(row, kind)], [str(row.uuid)] if ended else []
+    )
+
+
+# --- phases ---------------------------------------------------------------------------------
+
+
+async def report_phase(
+    db: AsyncSession,
+    worker_uuid: uuid.UUID,
+    task_uuid: uuid.UUID,
+    report: PhaseReport,
+    margin: float,
+    wakeups: Wakeups | None = None,
+) -> ReportAck:
+    """Progress of an attempt (T4; forward only); ``cancel`` tells the worker to kill it."""
+    now = utcnow()
+    on_attempt, on_task = _phase_statements(report.phase)
+    fence = {"task": task_uuid, "b_attempt": report.attempt, "worker": worker_uuid}
+    recorded = await _one(db, on_attempt, fence)
+    if recorded is None:
+        row = await attempt_row(db, task_uuid, report.attempt)
+        held = check_held(row, worker_uuid, task_uuid, report.attempt)
+        raise conflict(f"task {task_uuid} is already past phase {report.phase} (at {held.phase})")
+    parameters = {"task_id": recorded.task_id, "b_attempt": report.attempt, "now": now}
+    task = await _one(db, on_task, parameters | {"margin": margin})
+    if task is None:  # no longer running this attempt (cancelled): say so, change nothing
+        state = await db.scalar(select(Task.state).where(Task.id == recorded.task_id))
+        await publishing.tasks_changed(db, wakeups, [task_uuid], EventKind.TASK_PHASE)
+        return ReportAck(state=TaskState(state), cancel=state == TaskState.CANCELLED)
+    if report.phase == TaskPhase.SPAWNED and task.has_dependents:  # ``after`` may start (T6)
+        groups, changed = await workflows.settle_moved(db, task_uuid, now)
+        notify_after_commit(db, wakeups, groups=groups)
+        await publishing.tasks_changed(db, wakeups, changed)
+    _publish(db, wakeups, task, EventKind.TASK_PHASE)
+    return ReportAck(state=TaskState(task.state))
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def outcome_of(report: ResultReport) -> tuple[TaskState, TaskReason | None]:
+    """Exit code 0 and no reason completes the task; anything else fails it."""
+    if report.reason is not None:
+        return TaskState.FAILED, report.reason
+    if report.signal is not None:
+        return TaskState.FAILED, TaskReason.SIGNAL
+    if report.exit_code == 0:
+        return TaskState.COMPLETED, None
+    return TaskState.FAILED, TaskReason.NONZERO_EXIT
+
+
+def _already_recorded(row: Row | None, worker_uuid: uuid.UUID, report: ResultReport) -> bool:
+    """Did this worker already end this attempt with this very result (a retried report)?"""
+    if row is None or row.attempt_id is None or row.ended_at is None:
+        return False
+    if row.worker_uuid != worker_uuid:
+        return False
+    if report.reason == TaskReason.WORKER_STOPPED:
+        return (row.outcome, row.reason) == (REQUEUED, TaskReason.WORKER_STOPPED.value)
+    state, reason = outcome_of(report)
+    recorded = (row.outcome, row.exit_code, row.signal, row.reason)
+    return recorded == (state.value, report.exit_code, report.signal, reason and reason.value)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    state: TaskState
+    released: list[tuple[TaskState, int]]  # (state, group id) of tasks back in the queue
+
+
+async def record_result(
+    db: AsyncSession,
+    worker_uuid: uuid.UUID,
+    task_uuid: uuid.UUID,
+    report: ResultReport,
+    now: datetime,
+    wakeups: Wakeups | None,
+) -> Recorded:
+    """Close the attempt with its result and move the task on, publishing the change.
+
+    A cancelled task stays cancelled (its exit status is recorded); ``worker_stopped`` means
+    the worker killed the attempt to stop, so the task is requeued like a lost one.
+    """
+    if report.reason == TaskReason.WORKER_STOPPED:
+        return await _record_stopped(db, worker_uuid, task_uuid, report, now, wakeups)
+    state, reason = outcome_of(report)
+    reason = reason.value if reason else None
+    close, finish = _result_statements()
+    parameters = {
+        "task": task_uuid,
+        "b_attempt": report.attempt,
+        "worker": worker_uuid,
+        "now": now,
+        "outcome": state.value,
+        "exit_code": report.exit_code,
+        "signal": report.signal,
+        "reason": reason,
+        "message": report.message,
+    }
+    closed = await _one(db, close, parameters)
+    if closed is None:
+        return await _not_closed(db, worker_uuid, task_uuid, report)
+    if state == TaskState.FAILED and reason in RETRY_REASONS:
+        group_id = await _retry(db, closed.task_id, report.attempt, now)
+        if group_id is not None:
+            await publishing.tasks_changed(db, wakeups, [task_uuid])
+            return Recorded(TaskState.READY, [(TaskState.READY, group_id)])
+    task = await _one(db, finish, parameters | {"task_id": closed.task_id})
+    if task is None:  # cancelled while running: keep the verdict, record how it ended
+        return await _record_cancelled(db, closed.task_id, task_uuid, report, wakeups)
+    released: list[tuple[TaskState, int]] = []
+    if task.has_dependents:
+        groups, _ = await workflows.settle(db, now, upstream_ids=[task.id])
+        released = [(TaskState.READY, group_id) for group_id in groups]
+    _publish(db, wakeups, task, EventKind.TASK_STATE)
+    return Recorded(state, released)
+
+
+async def _not_closed(
+    db: AsyncSession, worker_uuid: uuid.UUID, task_uuid: uuid.UUID, report: ResultReport
+) -> Recorded:
+    """The attempt was not open for this worker: a retry of a recorded result is answered
+    with the task's state; anything else is refused with the reason."""
+    row = await attempt_row(db, task_uuid, report.attempt)
+    if _already_recorded(row, worker_uuid, report):
+        return Recorded(TaskState(row.state), [])
+    check_held(row, worker_uuid, task_uuid, report.attempt)
+    raise conflict(f"attempt {report.attempt} of task {task_uuid} has already ended")
+
+
+async def _record_stopped(
+    db: AsyncSession,
+    worker_uuid: uuid.UUID,
+    task_uuid: uuid.UUID,
+    report: ResultReport,
+    now: datetime,
+    wakeups: Wakeups | None,
+) -> Recorded:
+    """The worker killed the attempt to stop: requeue it like a lost one (T8)."""
+    row = await attempt_row(db, task_uuid, report.attempt)
+    if _already_recorded(row, worker_uuid, report):
+        return Recorded(TaskState(row.state), [])
+    held = check_held(row, worker_uuid, task_uuid, report.attempt)
+    released = await release_attempts(
+        db, [held.attempt_id], now, REQUEUED, TaskReason.WORKER_STOPPED, report.message
+    )
+    state = await db.scalar(select(Task.state).where(Task.id == held.task_id))
+    await publishing.tasks_changed(db, wakeups, [task_uuid])
+    return Recorded(TaskState(state), released)
+
+
+async def _record_cancelled(
+    db: AsyncSession,
+    task_id: int,
+    task_uuid: uuid.UUID,
+    report: ResultReport,
+    wakeups: Wakeups | None,
+) -> Recorded:
+    await db.execute(
+        update(Task)
+        .execution_options(synchronize_session=False)
+        .where(Task.id == task_id, Task.attempt == report.attempt)
+        .values(exit_code=report.exit_code, signal=report.signal, deadline_at=None)
+    )
+    state = await db.scalar(select(Task.state).where(Task.id == task_id))
+    await publishing.tasks_changed(db, wakeups, [task_uuid])
+    return Recorded(TaskState(state), [])
+
+
+async def _retry(db: AsyncSession, task_id: int, attempt: int, now: datetime) -> int | None:
+    """Requeue a task whose attempt failed while it has retries left (spec ``retries``,
+    T8), not before ``retry_delay * 2**(n-1)`` for its n-th retry; its group id, or None."""
+    task = (await db.execute(select(Task.retries, Task.spec).where(Task.id == task_id))).one()
+    if not task.retries:
+        return None
+    used = await db.scalar(
+        select(func.count()).where(
+            TaskAttempt.task_id == task_id,
+            TaskAttempt.outcome == TaskState.FAILED.value,
+            TaskAttempt.reason.in_([r.value for r in RETRY_REASONS]),
+        )
+    )
+    if used > task.retries:
+        return None
+    delay = task.spec.get("retry_delay")
+    seconds = min(parse_duration(delay) * 2 ** (used - 1), MAX_BACKOFF) if delay else 0.0
+    return await db.scalar(
+        update(Task)
+        .execution_options(synchronize_session=False)
+        .where(Task.id == task_id, Task.attempt == attempt, IS_RUNNING)
+        .values(
+            state=TaskState.READY.value,
+            worker_id=None,
+            phase=None,
+            deadline_at=None,
+            not_before=now + timedelta(seconds=seconds) if seconds else None,
+        )
+        .returning(Task.group_id)
+    )
+
+
+async def report_result(
+    db: AsyncSession,
+    worker_uuid: uuid.UUID,
+    task_uuid: uuid.UUID,
+    report: ResultReport,
+    wakeups: Wakeups | None,
+) -> ReportAck:
+    """How an attempt ended (T3, T8); frees the slot, so the worker's parked fetch looks."""
+    recorded = await record_result(db, worker_uuid, task_uuid, report, utcnow(), wakeups)
+    groups = await requeued_groups(db, recorded.released)
+    notify_after_commit(db, wakeups, groups=groups, workers=[worker_uuid])
+    return ReportAck(state=recorded.state)
+
+
+# --- several at once, in a fetch --------------------------------------------------------------
+
+
+async def _outcome(
+    task: uuid.UUID, attempt: int, record: Callable[[], Awaitable[ReportAck]]
+) -> ReportOutcome:
+    """One report's outcome; a refusal is recorded for it and the others go on (refusals are
+    raised before the report writes anything)."""
+    try:
+        return ReportOutcome(task=task, attempt=attempt, ack=await record())
+    except DomainError as exc:
+        body = ErrorBody(error=exc.code, message=exc.message, details=exc.details)
+        return ReportOutcome(task=task, attempt=attempt, refused=body)
+
+
+async def apply_reports(
+    db: AsyncSession,
+    worker_uuid: uuid.UUID,
+    request: FetchRequest,
+    margin: float,
+    wakeups: Wakeups | None,
+) -> list[ReportOutcome]:
+    """Record a fetch's phases, then its results; one outcome per report, in that order."""
+    outcomes: list[ReportOutcome] = []
+    for entry in request.phases:
+
+        def phase(entry: Any = entry) -> Awaitable[ReportAck]:
+            return report_phase(db, worker_uuid, entry.task, entry.report, margin, wakeups)
+
+        outcomes.append(await _outcome(entry.task, entry.report.attempt, phase))
+    for entry in request.results:
+
+        def result(entry: Any = entry) -> Awaitable[ReportAck]:
+            return report_result(db, worker_uuid, entry.task, entry.report, wakeups)
+
+        outcomes.append(await _outcome(entry.task, entry.report.attempt, result))
+    return outcomes
