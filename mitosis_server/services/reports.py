@@ -281,10 +281,11 @@ async def record_result(
     if task is None:  # cancelled while running: keep the verdict, record how it ended
         return await _record_cancelled(db, closed.task_id, task_uuid, report, wakeups)
     released: list[tuple[TaskState, int]] = []
+    _publish(db, wakeups, task, EventKind.TASK_STATE)
     if task.has_dependents:
         groups, _ = await workflows.settle(db, now, upstream_ids=[task.id])
         released = [(TaskState.READY, group_id) for group_id in groups]
-    _publish(db, wakeups, task, EventKind.TASK_STATE)
+        await publishing.tasks_changed(db, wakeups, [])  # the dependents settle moved
     return Recorded(state, released)
 
 
