@@ -187,6 +187,7 @@ class WorkerSelfController(Controller):
             worker_id,
             data.running,
             client_address(request),
+            _coordinator(request).wakeups,
         )
 
     @post(

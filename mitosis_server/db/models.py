@@ -139,6 +139,11 @@ class Worker(Base):
     facts: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When it registered or last came back from ``lost``: how a sign of life tells that it
+    # revived the worker (an UPDATE's RETURNING sees only the new row), so it is published.
+    online_since: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, nullable=True, default=utcnow
+    )
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (Index("ix_workers_state_heartbeat", "state", "last_heartbeat"),)

@@ -42,6 +42,7 @@ from mitosis_server.db.models import (
     utcnow,
 )
 from mitosis_server.errors import conflict, not_found
+from mitosis_server.services import publishing
 from mitosis_server.services.claims import anything_to_claim, claim_tasks, held_assignments
 from mitosis_server.services.reports import apply_reports
 from mitosis_server.services.scheduling import RUN_ROLES
@@ -75,6 +76,10 @@ def _touch_statement() -> Update:
         .where(Worker.uuid == bindparam("worker", type_=Uuid))
         .values(
             last_heartbeat=bindparam("now", type_=UTCDateTime),
+            online_since=case(
+                (Worker.state == WorkerState.LOST, bindparam("now", type_=UTCDateTime)),
+                else_=Worker.online_since,
+            ),
             state=case(
                 (
                     Worker.state == WorkerState.LOST,
@@ -86,12 +91,22 @@ def _touch_statement() -> Update:
                 else_=Worker.state,
             ),
         )
-        .returning(Worker.id, Worker.state, Worker.drain, Worker.shutdown, Worker.slots)
+        .returning(
+            Worker.id,
+            Worker.state,
+            Worker.drain,
+            Worker.shutdown,
+            Worker.slots,
+            (Worker.online_since == bindparam("now", type_=UTCDateTime)).label("revived"),
+        )
     )
 
 
-async def touch_worker(db: AsyncSession, worker_uuid: uuid.UUID, now: datetime) -> WorkerRow:
-    """Record a sign of life (a lost worker that speaks is back online) and lock the row.
+async def touch_worker(
+    db: AsyncSession, worker_uuid: uuid.UUID, now: datetime, wakeups: Wakeups | None
+) -> WorkerRow:
+    """Record a sign of life (a lost worker that speaks is back online, which is published)
+    and lock the row.
 
     Raises 404 for an unknown worker and 409 for one that has unregistered.
     """
@@ -102,6 +117,8 @@ async def touch_worker(db: AsyncSession, worker_uuid: uuid.UUID, now: datetime) 
         raise not_found(f"worker {worker_uuid}")
     if row.state == WorkerState.STOPPED:
         raise conflict(f"worker {worker_uuid} has unregistered; register again")
+    if row.revived:
+        await publishing.workers_changed(db, wakeups, [worker_uuid])
     return WorkerRow(row.id, WorkerState(row.state), row.drain, row.shutdown, row.slots)
 
 
@@ -141,7 +158,7 @@ async def fetch_tasks(
             if look:
                 async with transaction(sessions) as db:
                     now = utcnow()
-                    worker = await touch_worker(db, worker_uuid, now)
+                    worker = await touch_worker(db, worker_uuid, now, wakeups)
                     if first and request.reports:
                         outcomes = await apply_reports(db, worker_uuid, request, margin, wakeups)
                     slot = await worker_slot(db, worker)

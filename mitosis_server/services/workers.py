@@ -139,10 +139,11 @@ async def heartbeat(
     worker_uuid: uuid.UUID,
     running: list[AttemptRef],
     address: str | None,
+    wakeups: Wakeups | None,
 ) -> WorkerCommands:
     """Record life (W2) and answer with the worker's orders; renew the worker's token when
     less than half of its lifetime is left, so a long task never outlives it."""
-    slot = await worker_slot(db, await touch_worker(db, worker_uuid, utcnow()))
+    slot = await worker_slot(db, await touch_worker(db, worker_uuid, utcnow(), wakeups))
     commands = commands_for(slot, running)
     left = principal.token_expires_at - datetime.now(UTC)
     if left < timedelta(seconds=authenticator.token_lifetime / 2):

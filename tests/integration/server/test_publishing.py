@@ -155,3 +155,24 @@ async def test_unregistering_publishes_the_tasks_it_requeues(app, make_user, tra
     events = await bus(app).read_events(start)
     assert states_of(events, task) == ["ready"]
     assert [e.payload["state"] for e in events if e.object_id == worker.uuid] == ["stopped"]
+
+
+@pytest.mark.parametrize("sign_of_life", ["heartbeat", "fetch"])
+async def test_a_lost_worker_that_speaks_again_is_published_back_online(
+    app, make_user, transport, sign_of_life
+):
+    """Lost, then a heartbeat or a fetch: one ``online`` event; the next sign of life, none."""
+    alice = await make_user("alice")
+    worker = await start_worker(alice, transport)
+    await silence(app, worker, 3600)
+    await app.state.coordinator.liveness.sweep()
+    start = await bus(app).latest_cursor()
+    for _ in range(2):
+        if sign_of_life == "heartbeat":
+            await worker.client.heartbeat(worker.uuid)
+        else:
+            await worker.client.fetch_tasks(worker.uuid, wait=0)
+    mine = [e for e in await bus(app).read_events(start) if e.object_id == worker.uuid]
+    assert [(e.kind, e.payload["state"], e.groups) for e in mine] == [
+        ("worker.state", "online", ["alice"])
+    ]
