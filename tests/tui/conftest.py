@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -158,33 +159,49 @@ class ServedCoordinator:
         return ToLoopback(self.port)
 
 
-@pytest.fixture(scope="module")
-def served_coordinator(tmp_path_factory, sqlite_template):
-    """A served coordinator with alice (admin of lab, where bob reads and carol writes)."""
-    base = tmp_path_factory.mktemp("served")
-    shutil.copy(sqlite_template, base / "mitosis.sqlite3")
+DATABASE = "mitosis.sqlite3"
+
+
+def serve(base: Path, sqlite_template: Path) -> ServedCoordinator:
+    """Start a coordinator on a copy of the migrated template in ``base`` (its SQLite file is
+    ``base / DATABASE``), seeded by :func:`seed_lab`; the caller stops it."""
+    shutil.copy(sqlite_template, base / DATABASE)
     settings = CoordinatorSettings(
         data_dir=str(base / "data"),
-        db=f"sqlite:///{base / 'mitosis.sqlite3'}",
+        db=f"sqlite:///{base / DATABASE}",
         password_hash_memory=1024 * 1024,
     )
     served = ServedCoordinator(settings)
     served.start()
     try:
-        with Client(served.url) as admin:
-            admin.login(*ADMIN)
-            for name in ("alice", "bob", "carol"):
-                admin.create_user(name, "pw")
-        with Client(served.url) as alice:
-            alice.login("alice", "pw")
-            alice.create_group("lab")
-            alice.update_members(
-                "lab",
-                [Member(username="bob", role=Role.READ), Member(username="carol", role=Role.WRITE)],
-            )
-        yield served
-    finally:
+        seed_lab(served.url)
+    except BaseException:
         served.stop()
+        raise
+    return served
+
+
+@pytest.fixture(scope="module")
+def served_coordinator(tmp_path_factory, sqlite_template):
+    """A served coordinator with alice (admin of lab, where bob reads and carol writes)."""
+    served = serve(tmp_path_factory.mktemp("served"), sqlite_template)
+    yield served
+    served.stop()
+
+
+def seed_lab(url: str) -> None:
+    """alice, bob and carol; alice admins lab, where bob reads and carol writes."""
+    with Client(url) as admin:
+        admin.login(*ADMIN)
+        for name in ("alice", "bob", "carol"):
+            admin.create_user(name, "pw")
+    with Client(url) as alice:
+        alice.login("alice", "pw")
+        alice.create_group("lab")
+        alice.update_members(
+            "lab",
+            [Member(username="bob", role=Role.READ), Member(username="carol", role=Role.WRITE)],
+        )
 
 
 def remember_sync(served: ServedCoordinator, cache: CredentialCache, user: str, pw: str) -> None:

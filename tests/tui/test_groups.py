@@ -36,6 +36,7 @@ async def lab_with_members(make_user) -> None:
 
 
 async def select_group(pilot, name: str) -> GroupsPane:
+    pilot.app.main_screen.action_show_pane("groups")
     pane = pilot.app.query_one(GroupsPane)
     await until(pilot, lambda: name in [row[0] for row in rows(pane.group_list)], what=name)
     names = [row[0] for row in rows(pane.group_list)]
@@ -58,9 +59,8 @@ async def test_groups_pane_lists_my_groups_and_the_selected_groups_members(
     app = make_tui()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        pane = app.query_one(GroupsPane)
+        pane = await select_group(pilot, "lab")
         assert rows(pane.group_list) == [["alice", "admin"], ["lab", "admin"]]
-        await select_group(pilot, "lab")
         assert rows(pane.details.members_table) == [["alice", "admin"], ["bob", "read"]]
         text = screen_text(app)
         assert "0B of 16.0GB" in text
