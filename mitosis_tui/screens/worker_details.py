@@ -10,6 +10,7 @@ dismisses with a :class:`WorkerAction`, which the pane runs on this worker.
 from __future__ import annotations
 
 import enum
+import shlex
 from typing import TYPE_CHECKING, cast
 
 from rich.table import Table
@@ -90,7 +91,7 @@ class WorkerDetailsScreen(ModalScreen[WorkerAction | None]):
             tasks.add_column("TASK", width=8)
             tasks.add_column("GROUP", width=16)
             tasks.add_column("PHASE", width=9)
-            tasks.add_column("COMMAND", width=40)
+            tasks.add_column("COMMAND", width=34)
             yield tasks
             yield Static(id="worker-tasks-note", classes="note")
         yield Footer(compact=True)
@@ -152,6 +153,7 @@ class WorkerDetailsScreen(ModalScreen[WorkerAction | None]):
         note = self.query_one("#worker-tasks-note", Static)
         table.clear()
         running = self.worker.running
+        table.display = bool(running)
         if not running:
             note.update("No running tasks.")
             return
@@ -169,7 +171,7 @@ class WorkerDetailsScreen(ModalScreen[WorkerAction | None]):
                 short_id(task.uuid),
                 f"{task.group}#{task.seq}",
                 str(task.phase or "-"),
-                " ".join(task.command),
+                shlex.join(task.command),
             )
         hidden = len([t for t in running if t not in seen])
         note.update(f"{hidden} more in groups you cannot read." if hidden else "")

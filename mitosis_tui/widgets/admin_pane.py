@@ -33,11 +33,12 @@ class AdminPane(Pane):
         Binding("n", "new_user", "New user", tooltip="Create a user and their personal group"),
         Binding("l", "toggle_lock", "Lock", tooltip="Lock or unlock the selected user"),
         Binding("p", "reset_password", "Password", tooltip="Reset the selected user's password"),
-        Binding(
-            "g", "group_quota", "Group quota", tooltip="Change how many groups a user may create"
-        ),
+        Binding("g", "group_quota", "Quota", tooltip="Change how many groups a user may create"),
         Binding("s", "storage_quota", "Storage", tooltip="Change a group's storage quota"),
-        Binding("d,delete", "delete_user", "Delete", tooltip="Delete the selected user"),
+        # Rare enough to leave the footer to the others (? and Ctrl+P list it).
+        Binding(
+            "d,delete", "delete_user", "Delete", show=False, tooltip="Delete the selected user"
+        ),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:

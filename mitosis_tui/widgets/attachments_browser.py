@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 100
 UP = ".."
+NAME_WIDTHS = (20, 44)  # narrow terminals, and from WIDE columns of room on
+WIDE = 100
 
 
 def parent_of(prefix: str) -> str:
@@ -67,13 +69,26 @@ class AttachmentsBrowser(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="files-path")
         table = DataTable(id="files", cursor_type="row")
-        table.add_column("NAME", width=20, key="name")
-        table.add_column("SIZE", width=7, key="size")
-        table.add_column("UPDATED", width=16, key="updated")
-        table.add_column("BY", width=12, key="by")
+        self.add_columns(table, NAME_WIDTHS[0])
         yield table
         yield Static("", id="files-note", classes="note")
         yield TransferList(id="transfers")
+
+    @staticmethod
+    def add_columns(table: DataTable, name_width: int) -> None:
+        table.add_column("NAME", width=name_width, key="name")
+        table.add_column("SIZE", width=7, key="size")
+        table.add_column("UPDATED", width=16, key="updated")
+        table.add_column("BY", width=12, key="by")
+
+    def on_resize(self) -> None:
+        """Names get the room a wide terminal has (the columns are rebuilt, then the page)."""
+        width = NAME_WIDTHS[self.size.width >= WIDE]
+        table = self.table
+        if next(iter(table.columns.values())).width != width:
+            table.clear(columns=True)
+            self.add_columns(table, width)
+            self.show_page(self.page)
 
     @property
     def table(self) -> DataTable:

@@ -12,7 +12,7 @@ from mitosis_sdk.schemas import GroupInfo, Member
 from mitosis_sdk.units import format_size
 from mitosis_tui.widgets.attachments_browser import AttachmentsBrowser
 
-BAR_WIDTH = 20
+BAR_WIDTH = 16
 MEMBER_WIDTH = 24
 MEMBERS_TAB = "members-tab"
 FILES_TAB = "files-tab"

@@ -154,10 +154,12 @@ class GroupsPane(Pane):
     def show_groups(self, memberships: list[GroupMembership], select: str | None) -> None:
         table = self.group_list
         keep = select or self.selected_group
+        unchanged = memberships == self.memberships and table.row_count == len(memberships)
         self.memberships = memberships
-        table.clear()
-        for membership in memberships:
-            table.add_row(membership.group, str(membership.role), key=membership.group)
+        if not unchanged:  # rebuild only what changed: no flicker, no stray highlight events
+            table.clear()
+            for membership in memberships:
+                table.add_row(membership.group, str(membership.role), key=membership.group)
         names = [m.group for m in memberships]
         if keep in names:
             table.move_cursor(row=names.index(keep))
@@ -169,6 +171,8 @@ class GroupsPane(Pane):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "group-list" and event.row_key.value is not None:
             event.stop()
+            if event.cursor_row != event.data_table.cursor_row:
+                return  # stale: the list was rebuilt and the cursor moved on since
             current = self.details.group
             if current is None or current.name != event.row_key.value:
                 self.load_group(event.row_key.value)

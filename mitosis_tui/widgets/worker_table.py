@@ -28,7 +28,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("heartbeat", "HEARTBEAT", 9),
     ("tags", "TAGS", 14),
     ("labels", "LABELS", 12),
-    ("grants", "GRANTS", 20),
+    ("grants", "GRANTS", 24),
     ("running", "RUNNING", 17),
     ("version", "VERSION", 8),
 )

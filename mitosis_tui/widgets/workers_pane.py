@@ -72,8 +72,22 @@ class WorkersPane(Pane):
             tooltip="Forced shutdown: kill tasks (requeued), exit",
         ),
         Binding("t", "edit_tags", "Tags", tooltip="Replace the tags of the worker(s)"),
-        Binding("l", "edit_labels", "Labels", tooltip="Replace the labels of the worker(s)"),
-        Binding("g", "edit_grants", "Grants", tooltip="Set which groups may use the worker(s)"),
+        # Left out of the footer (80 columns hold only so much); ? and Ctrl+P list them, and
+        # the details screen's footer shows them.
+        Binding(
+            "l",
+            "edit_labels",
+            "Labels",
+            show=False,
+            tooltip="Replace the labels of the worker(s)",
+        ),
+        Binding(
+            "g",
+            "edit_grants",
+            "Grants",
+            show=False,
+            tooltip="Set which groups may use the worker(s)",
+        ),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -250,19 +264,23 @@ class WorkersPane(Pane):
     def _shutdown(self, workers: list[WorkerInfo], *, force: bool) -> None:
         running = _running(workers)
         who = _names(workers)
+        one = len(workers) == 1
+        its, they = ("its", "it") if one else ("their", "they")
         if force:
             question = (
-                f"Force {who} to shut down now?\n\nTheir {running} running task(s) are killed at"
-                " once and go back to the queue for another worker (while attempts remain);"
-                " then the worker process exits."
+                f"Force {who} to shut down now?\n\n{its.capitalize()} {running} running task(s)"
+                " are killed at once and go back to the queue for another worker (while"
+                f" attempts remain); then {they} exit{'s' if one else ''}."
             )
             yes, done = "Force shutdown", "ordered to force shutdown"
         else:
             question = (
-                f"Shut down {who} gracefully?\n\nThey take no new tasks, let their {running}"
-                " running task(s) finish, then exit."
+                f"Shut down {who} gracefully?\n\n{they.capitalize()} take{'s' if one else ''} no"
+                f" new tasks, let{'s' if one else ''} {its} {running} running task(s) finish,"
+                f" then exit{'s' if one else ''}."
             )
             yes, done = "Shut down", "ordered to shut down"
+        question += "\n\nA busy worker hears the order at its next heartbeat."
 
         def confirmed(answer: bool | None) -> None:
             if answer:

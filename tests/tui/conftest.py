@@ -128,8 +128,8 @@ class ServedCoordinator:
     the in-process ASGI app of the async fixtures; a served coordinator works from any loop.
     """
 
-    def __init__(self, settings: CoordinatorSettings) -> None:
-        self.port = free_port()
+    def __init__(self, settings: CoordinatorSettings, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             create_app(settings),
@@ -164,14 +164,17 @@ DATABASE = "mitosis.sqlite3"
 
 def serve(base: Path, sqlite_template: Path) -> ServedCoordinator:
     """Start a coordinator on a copy of the migrated template in ``base`` (its SQLite file is
-    ``base / DATABASE``), seeded by :func:`seed_lab`; the caller stops it."""
+    ``base / DATABASE``), seeded by :func:`seed_lab`; the caller stops it. Its file URLs name
+    its real port, so the SDK's transfers reach it as well."""
     shutil.copy(sqlite_template, base / DATABASE)
+    port = free_port()
     settings = CoordinatorSettings(
         data_dir=str(base / "data"),
         db=f"sqlite:///{base / DATABASE}",
         password_hash_memory=1024 * 1024,
+        bind=f"127.0.0.1:{port}",
     )
-    served = ServedCoordinator(settings)
+    served = ServedCoordinator(settings, port)
     served.start()
     try:
         seed_lab(served.url)

@@ -44,7 +44,8 @@ async def select_group(pilot, name: str) -> GroupsPane:
     await until(
         pilot,
         lambda: pane.details.group is not None and pane.details.group.name == name,
-        what=f"group {name}",
+        15.0,
+        f"group {name}",
     )
     await settle(pilot)
     return pane
@@ -158,6 +159,23 @@ async def test_changing_a_role(make_tui, make_user, remember):
             lambda: ["bob", "admin"] in rows(pane.details.members_table),
             what="bob is admin",
         )
+
+
+async def test_a_reload_keeps_the_selected_group(make_tui, make_user, remember, connect):
+    """The backstop reload rebuilds a changed list but stays on the group being looked at."""
+    await lab_with_members(make_user)
+    await remember("alice")
+    app = make_tui()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pane = await select_group(pilot, "lab")
+        alice = await connect("alice", "pw")
+        await alice.create_group("aaa")  # sorts first: the rebuilt list moves lab down
+        pane.reload()
+        await until(pilot, lambda: pane.group_list.row_count == 3, what="the new group")
+        await settle(pilot)
+        assert pane.selected_group == "lab"
+        assert pane.details.group.name == "lab"
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])

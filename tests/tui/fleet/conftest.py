@@ -74,11 +74,13 @@ def worker_processes(served, tmp_path) -> Iterator[Workers]:
         workers.stop_all()
 
 
-async def tui_for(served: ServedCoordinator, tmp_path: Path, user: str, **kwargs) -> MitosisApp:
+async def tui_for(
+    served: ServedCoordinator, tmp_path: Path, user: str, password: str = "pw", **kwargs
+) -> MitosisApp:
     """The app with a cached token for ``user`` on the served coordinator."""
     cache = CredentialCache(tmp_path / f"credentials-{user}.json")
     async with AsyncClient(URL, transport=served.transport()) as client:
-        reply = await client.login(user, "pw")
+        reply = await client.login(user, password)
     cache.put(URL, reply.username, reply.token, reply.expires_at)
     return MitosisApp(URL, cache=cache, transport=served.transport(), **kwargs)
 

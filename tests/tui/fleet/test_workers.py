@@ -123,7 +123,7 @@ async def test_graceful_shutdown_lets_the_task_finish_and_the_worker_exit(
         task = await a_running_task(pilot, pane, alice, "1.5")
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
-        assert "let their 1 running task(s) finish, then exit" in app.screen.question
+        assert "lets its 1 running task(s) finish, then exits" in app.screen.question
         await pilot.press("y")
         assert await asyncio.to_thread(process.wait, SLOW) == 0, worker_processes.log()
         await until(pilot, lambda: pane.table.row_count == 0, SLOW, "the stopped worker gone")
@@ -141,7 +141,9 @@ async def test_forced_shutdown_requeues_the_running_task(served, worker_processe
         task = await a_running_task(pilot, await open_workers(pilot), alice, "60")
         await pilot.press("X")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
-        assert "killed at once and go back to the queue" in app.screen.question
+        assert "Its 1 running task(s) are killed at once and go back to the queue" in (
+            app.screen.question
+        )
         await pilot.press("y")
         assert await asyncio.to_thread(process.wait, SLOW) == 0, worker_processes.log()
     info = await alice.get_task(task)
