@@ -161,6 +161,23 @@ async def test_changing_a_role(make_tui, make_user, remember):
         )
 
 
+async def test_the_last_admin_cannot_be_removed_and_is_told_why(make_tui, make_user, remember):
+    """Removing lab's only admin shows the coordinator's message; the members stay."""
+    await lab_with_members(make_user)
+    await remember("alice")
+    app = make_tui()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await select_group(pilot, "lab")
+        pane.details.members_table.move_cursor(row=0)  # alice, the only admin
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("y")
+        await settle(pilot)
+        messages = "".join(n.message for n in app._notifications)
+        assert "would have no admin left; make another member admin first" in messages
+        assert rows(pane.details.members_table) == [["alice", "admin"], ["bob", "read"]]
+
+
 async def test_a_reload_keeps_the_selected_group(make_tui, make_user, remember, connect):
     """The backstop reload rebuilds a changed list but stays on the group being looked at."""
     await lab_with_members(make_user)

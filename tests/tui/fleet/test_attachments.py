@@ -8,6 +8,7 @@ import os
 from textual.widgets import Checkbox, Input
 
 from mitosis_sdk.schemas import Member, Role
+from mitosis_tui.palette import palette_actions
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.file_forms import DownloadForm, UploadForm
 from mitosis_tui.widgets import attachments_browser
@@ -237,3 +238,19 @@ def test_progress_is_counted_and_drawn_without_a_message_per_chunk():
     transfer.advance(1_000_000)
     line = transfer.line(80).plain
     assert line.startswith("↓ ████████████░░░░  75% 3.0MB/4.0MB data/big.bin")
+
+
+async def test_the_palette_reaches_file_actions_from_the_members_tab(
+    make_tui, make_user, remember, tmp_path
+):
+    """Ctrl+P lists the Files keys; choosing Upload shows the Files tab and opens the form."""
+    await lab_with_files(make_user, tmp_path)
+    await remember("alice")
+    app = make_tui()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await select_group(pilot, "lab")
+        actions = {action.title: action for action in palette_actions(app)}
+        assert "Workers: Drain: finish running tasks, take no new ones" in actions
+        actions["Groups: Upload a local file into this folder"].run()
+        await until(pilot, lambda: isinstance(app.screen, UploadForm), what="upload form")
+        assert pane.details.files_active
