@@ -2,26 +2,31 @@
 
 Starts a throw-away ``mitosis-server`` on a free loopback port with a little demo data,
 drives ``MitosisApp`` headless with Textual's pilot and saves SVG screenshots next to this
-file (login.svg, groups.svg, command-line.svg). The app shows the default coordinator URL,
-so the pictures do not carry the random port. Everything started is stopped at the end.
+file (login.svg, groups.svg, command-line.svg, workers.svg, worker-details.svg, files.svg,
+admin.svg). The app shows the default coordinator URL, so the pictures do not carry the random
+port. The workers are registered through the API (no daemons run) and their heartbeats are
+dated relative to the frozen clock in the database, so their ages read as they would live.
+Everything started is stopped at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import Client
-from mitosis_sdk.schemas import Member, Role
+from mitosis_sdk.schemas import Grant, HostFacts, Member, Role, TaskSpec
 from mitosis_tui.app import MitosisApp
 
 HERE = Path(__file__).parent
@@ -98,6 +103,88 @@ def seed(url: str) -> None:
         )
 
 
+def seed_fleet(url: str, data_dir: Path) -> None:
+    """Four workers of alice's (one busy, one drained, one late, one lost) and lab's files."""
+    with Client(url) as alice:
+        alice.login("alice", "pw")
+        lab, farm = Grant(group="lab"), Grant(group="render-farm")
+        workers = {}
+        for host, tags, labels, grants, slots in (
+            ("gpu-node-01", ["gpu", "cuda12"], ["rack1"], [lab], 4),
+            ("gpu-node-02", ["gpu", "cuda12"], ["rack1"], [lab], 4),
+            ("render-07", ["blender"], ["rack3"], [farm], 8),
+            ("cpu-node-11", [], ["old"], [lab, farm], 2),
+        ):
+            facts = HostFacts(
+                hostname=host, cores=32, memory=128 * 10**9, os="Linux", arch="x86_64", gpus=2
+            )
+            workers[host] = alice.register_worker(
+                tags=tags, labels=labels, grants=grants, slots=slots, facts=facts, version="0.1.0"
+            )
+        alice.drain_worker(workers["gpu-node-02"].worker.uuid)
+        for seed in (1, 2):
+            command = ["python", "train.py", "--seed", str(seed)]
+            alice.submit_task(TaskSpec(command=command, group="lab", tags=["gpu"]))
+        busy = workers["gpu-node-01"]
+        with Client(url, token=busy.token) as worker:
+            worker.fetch_tasks(busy.worker.uuid, max_tasks=2)
+        local = data_dir.parent / "upload.bin"
+        for key, size in (
+            ("data/raw/set1.tar.gz", 1_500_000),
+            ("data/raw/set2.tar.gz", 2_250_000),
+            ("data/labels.csv", 48_213),
+            ("models/ckpt-0100.bin", 52_000_000),
+            ("README.md", 2_048),
+        ):
+            local.write_bytes(b"\0" * size)
+            alice.upload_attachment("lab", local, key)
+    silence = {"gpu-node-01": 3, "gpu-node-02": 12, "render-07": 75, "cpu-node-11": 900}
+    moment = NOON.astimezone(UTC).replace(tzinfo=None)
+    with contextlib.closing(sqlite3.connect(data_dir / "mitosis.sqlite3")) as db, db:
+        for host, registered in workers.items():
+            beat = moment - timedelta(seconds=silence[host])
+            db.execute(
+                "UPDATE workers SET last_heartbeat = ?, created_at = ? WHERE uuid = ?",
+                (str(beat), str(moment - timedelta(days=3)), registered.worker.uuid.hex),
+            )
+        lost = workers["cpu-node-11"].worker.uuid.hex
+        db.execute("UPDATE workers SET state = 'lost' WHERE uuid = ?", (lost,))
+        db.execute("UPDATE attachments SET updated_at = ?", (str(moment - timedelta(hours=2)),))
+
+
+async def settle(app, pilot, seconds: float = 0.4) -> None:
+    await pilot.pause(seconds)
+    await app.workers.wait_for_complete()
+    await pilot.pause(0.2)
+
+
+async def shoot_fleet(app: MitosisApp, pilot) -> None:
+    """Workers, a worker's details, lab's data/ folder, and (as the admin) the users."""
+    main = app.main_screen
+    main.action_show_pane("workers")
+    await settle(app, pilot)
+    workers = main.pane("workers")
+    hosts = [str(workers.table.get_row_at(i)[2]) for i in range(workers.table.row_count)]
+    workers.table.move_cursor(row=hosts.index("gpu-node-01"))
+    await settle(app, pilot)
+    app.save_screenshot("workers.svg", str(HERE))
+    await pilot.press("enter")
+    await settle(app, pilot)
+    app.save_screenshot("worker-details.svg", str(HERE))
+    await pilot.press("escape")
+    main.action_show_pane("groups")
+    await pilot.press("f")
+    await settle(app, pilot)
+    await pilot.press("enter")  # into data/
+    await settle(app, pilot)
+    app.save_screenshot("files.svg", str(HERE))
+    await pilot.press("colon", *"login mitosis_admin mitosis_admin", "enter")
+    await settle(app, pilot, 1.0)
+    await pilot.press("4")
+    await settle(app, pilot)
+    app.save_screenshot("admin.svg", str(HERE))
+
+
 async def shoot(port: int, cache_dir: Path) -> None:
     cache = CredentialCache(cache_dir / "credentials.json")
     app = MitosisApp(SHOWN_URL, "alice", cache=cache, transport=ToPort(port), clock=lambda: NOON)
@@ -108,6 +195,8 @@ async def shoot(port: int, cache_dir: Path) -> None:
         await pilot.press("enter")
         await app.workers.wait_for_complete()
         await pilot.pause(0.3)
+        app.main_screen.action_show_pane("groups")
+        await settle(app, pilot)
         pane = app.main_screen.pane("groups")
         table = pane.group_list
         names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
@@ -121,6 +210,7 @@ async def shoot(port: int, cache_dir: Path) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause(0.3)
         app.save_screenshot("command-line.svg", str(HERE))
+        await shoot_fleet(app, pilot)
 
 
 def main() -> None:
@@ -129,11 +219,12 @@ def main() -> None:
         server = start_server(Path(tmp) / "data", port)
         try:
             seed(f"http://127.0.0.1:{port}")
+            seed_fleet(f"http://127.0.0.1:{port}", Path(tmp) / "data")
             asyncio.run(shoot(port, Path(tmp)))
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"wrote login.svg, groups.svg and command-line.svg in {HERE}")
+    print(f"wrote the screenshots (login, groups, command-line and the fleet panes) in {HERE}")
 
 
 if __name__ == "__main__":

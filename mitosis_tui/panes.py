@@ -16,6 +16,7 @@ from mitosis_tui.widgets.groups_pane import GroupsPane
 from mitosis_tui.widgets.output_panel import OutputPanel
 from mitosis_tui.widgets.pane import Pane
 from mitosis_tui.widgets.placeholder_pane import PlaceholderPane
+from mitosis_tui.widgets.workers_pane import WorkersPane
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class PaneSpec:
 
 PANES: tuple[PaneSpec, ...] = (
     PaneSpec("1", "tasks", "Tasks", needs_api="query_tasks", what="tasks"),
-    PaneSpec("2", "workers", "Workers", needs_api="query_workers", what="workers"),
+    PaneSpec("2", "workers", "Workers", WorkersPane, needs_api="query_workers", what="workers"),
     PaneSpec("3", "groups", "Groups", GroupsPane),
     PaneSpec("4", "admin", "Admin", AdminPane, admin_only=True),
     PaneSpec("5", "output", "Output", OutputPanel),

@@ -3,6 +3,10 @@
 Every coordinator call goes through :meth:`MitosisApp.call`, which shows a failure to the
 user (notification, output panel, the login screen on 401) and raises :class:`Reported`.
 This decorator ends such a worker quietly; any other exception is a bug and still surfaces.
+
+Loads are exclusive (a newer load of the same thing makes an older one moot); actions and
+transfers pass ``exclusive=False``, since a second drain or download must not cancel the
+first half-way.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ class Reported(Exception):
     """A coordinator call failed and the user has been told."""
 
 
-def api_work(group: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Any]]:
-    """Run the method as an exclusive worker of ``group`` (a newer call cancels an older)."""
+def api_work(
+    group: str, *, exclusive: bool = True
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Any]]:
+    """Run the method as a worker of ``group``; when ``exclusive`` a newer call cancels an
+    older one."""
 
     def decorate(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         @functools.wraps(method)
@@ -29,6 +36,6 @@ def api_work(group: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[.
             except Reported:
                 return None
 
-        return work(exclusive=True, group=group)(quietly)
+        return work(exclusive=exclusive, group=group)(quietly)
 
     return decorate

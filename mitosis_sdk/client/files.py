@@ -42,6 +42,7 @@ from mitosis_sdk.schemas.files import (
     AttachmentUploadBegin,
     CompletedPart,
     DeleteReply,
+    FolderPage,
     ResourceLink,
     RetentionInfo,
     RetentionUpdate,
@@ -172,6 +173,16 @@ class FilesAPI(BaseClient):
         params = {"prefix": prefix, "contains": contains, "limit": limit, "offset": offset}
         return await self.request(
             "GET", self._attachments(group), params=params, result=AttachmentPage
+        )
+
+    async def list_attachment_folder(
+        self, group: str, prefix: str = "", *, limit: int = 100, offset: int = 0
+    ) -> FolderPage:
+        """A page of one folder's entries (``prefix`` such as ``data/``; empty: the top):
+        sub-folders (with the size and count of the files below them) first, then files."""
+        params = {"prefix": prefix or None, "limit": limit, "offset": offset}
+        return await self.request(
+            "GET", f"{self._attachments(group)}/folder", params=params, result=FolderPage
         )
 
     async def attachment_link(self, group: str, key: str) -> AttachmentLink:

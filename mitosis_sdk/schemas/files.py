@@ -147,6 +147,43 @@ class AttachmentPage(Struct):
     total: int
 
 
+def folder_prefix(text: str | None) -> str:
+    """The canonical form of a folder prefix (``data/raw/``; empty or None: the top), or
+    ValueError naming the rule it breaks."""
+    if not text:
+        return ""
+    try:
+        prefix = normalize_key(text)
+    except ValueError as exc:
+        raise ValueError("prefix" + str(exc).removeprefix("key")) from None
+    if not is_folder(prefix):
+        raise ValueError(f"prefix {prefix!r} names a file; a folder ends with '/'")
+    return prefix
+
+
+class FolderEntry(Struct):
+    """One name directly inside a folder: a file (``attachment`` set) or a sub-folder
+    (``name`` ends with ``/``; ``size``, ``files`` and ``updated_at`` cover everything in it).
+    ``key`` is the file's key or the sub-folder's prefix."""
+
+    name: str
+    key: str
+    folder: bool
+    size: int
+    files: int
+    updated_at: datetime
+    attachment: AttachmentInfo | None = None
+
+
+class FolderPage(Struct):
+    """A page of a folder's entries, sub-folders first, each kind in name order; ``total``
+    counts the folder's entries (not the files below them)."""
+
+    prefix: str
+    entries: list[FolderEntry]
+    total: int
+
+
 class AttachmentLink(Struct):
     """A download URL for one attachment, valid until ``expires_at`` (epoch seconds)."""
 

@@ -279,8 +279,12 @@ class WorkerQuery(WorkerFilter):
 
 
 class WorkerPage(Struct):
+    """A page of workers. ``heartbeat_timeout`` is the coordinator's: a worker silent that
+    long is marked lost, so clients can warn about late heartbeats before it happens."""
+
     workers: list[WorkerInfo]
     total: int
+    heartbeat_timeout: float
 
 
 class GrantsUpdate(Struct):

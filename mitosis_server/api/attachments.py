@@ -21,11 +21,14 @@ from mitosis_sdk.schemas.files import (
     AttachmentSelection,
     AttachmentUploadBegin,
     DeleteReply,
+    FolderPage,
     UploadComplete,
     UploadTicket,
+    folder_prefix,
 )
 from mitosis_sdk.schemas.limits import MAX_PAGE
 from mitosis_server.api.guards import DB, Caller, Files, PathUUID, users_only
+from mitosis_server.errors import invalid
 from mitosis_server.services import attachments
 
 Key = Annotated[str, QueryParameter(name="key", max_length=4096, description="the attachment key")]
@@ -91,6 +94,26 @@ class AttachmentController(Controller):
     ) -> AttachmentPage:
         return await attachments.query_attachments(
             db, principal, group, prefix=prefix, contains=contains, limit=limit, offset=offset
+        )
+
+    @get("/folder", summary="One folder's entries: sub-folders first, then files")
+    async def folder(
+        self,
+        db: DB,
+        principal: Caller,
+        group: Name,
+        prefix: Text = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    ) -> FolderPage:
+        """``prefix`` is a folder (``data/raw/``) or empty for the top; a sub-folder's size
+        and file count cover everything below it."""
+        try:
+            canonical = folder_prefix(prefix)
+        except ValueError as exc:
+            raise invalid("prefix", str(exc).removeprefix("prefix ")) from None
+        return await attachments.list_folder(
+            db, principal, group, canonical, limit=limit, offset=offset
         )
 
     @get("/info", summary="One attachment's metadata")

@@ -75,8 +75,11 @@ class WorkerController(Controller):
         return registered
 
     @post("/query", status_code=HTTP_200_OK, summary="Find workers the caller can see")
-    async def query(self, db: DB, principal: Caller, data: JSONBody[WorkerQuery]) -> WorkerPage:
-        return await workers.query_workers(db, principal, data)
+    async def query(
+        self, request: Request, db: DB, principal: Caller, data: JSONBody[WorkerQuery]
+    ) -> WorkerPage:
+        timeout = _coordinator(request).settings.heartbeat_timeout
+        return await workers.query_workers(db, principal, data, timeout)
 
     @get("/{worker_id:uuid}", summary="A worker: tags, grants, state, running tasks")
     async def get_worker(self, db: DB, principal: Caller, worker_id: PathUUID) -> WorkerInfo:

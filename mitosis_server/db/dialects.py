@@ -8,7 +8,8 @@
 * Start-up work that two coordinators must not do at once (migrations, the first admin) runs
   under a PostgreSQL advisory lock; SQLite's IMMEDIATE transaction already serialises it.
 * Claiming tasks locks rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (``claim_candidates``);
-  timestamp arithmetic inside statements (``seconds_after``) is spelled per dialect.
+  timestamp arithmetic inside statements (``seconds_after``) and finding text in text
+  (``position_of``) are spelled per dialect.
 * Submitting (``numbering``, ``bulk_insert``): PostgreSQL reserves per-group task numbers in
   their own short transaction, so the group row is locked for one statement rather than until
   the submission commits, and inserts many rows as one ``INSERT … SELECT FROM unnest(…)``;
@@ -28,6 +29,7 @@ from sqlalchemy import (
     CTE,
     JSON,
     BigInteger,
+    Integer,
     Select,
     Table,
     Update,
@@ -158,6 +160,29 @@ def _seconds_after_sqlite(element, compiler, **kw) -> str:
     # Timestamps are stored as naive UTC text; strftime keeps that format (to milliseconds).
     moment, seconds = (compiler.process(c, **kw) for c in element.clauses)
     return f"strftime('%Y-%m-%d %H:%M:%f', {moment}, '+' || ({seconds}) || ' seconds')"
+
+
+class position_of(FunctionElement):
+    """``position_of(text, needle)``: the 1-based position of ``needle`` in ``text``, 0 when
+    absent (characters, not bytes, on both databases)."""
+
+    type = Integer()
+    inherit_cache = True
+
+    def __init__(self, haystack, needle) -> None:
+        super().__init__(haystack, needle)
+
+
+@compiles(position_of, "postgresql")
+def _position_of_postgresql(element, compiler, **kw) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
+    return f"strpos({haystack}, {needle})"
+
+
+@compiles(position_of, "sqlite")
+def _position_of_sqlite(element, compiler, **kw) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
+    return f"instr({haystack}, {needle})"
 
 
 # --- submitting ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitosis_sdk.schemas import Role
@@ -29,9 +29,12 @@ from mitosis_sdk.schemas.files import (
     AttachmentUploadBegin,
     CompletedPart,
     DeleteReply,
+    FolderEntry,
+    FolderPage,
     UploadTicket,
     file_key,
 )
+from mitosis_server.db.dialects import position_of
 from mitosis_server.db.models import Attachment, Group, PendingUpload, User, utcnow
 from mitosis_server.errors import invalid, not_found
 from mitosis_server.services import quotas, uploads
@@ -213,6 +216,62 @@ async def query_attachments(
         select(Attachment).where(*conditions).order_by(Attachment.key).offset(offset).limit(limit)
     )
     return AttachmentPage(attachments=await _infos(db, group, list(rows)), total=total)
+
+
+async def list_folder(
+    db: AsyncSession,
+    principal: Principal,
+    group_name: str,
+    prefix: str,
+    *,
+    limit: int,
+    offset: int,
+) -> FolderPage:
+    """A page of one folder's entries: the names right under ``prefix`` (a canonical folder
+    prefix, or empty for the top), sub-folders first.
+
+    Folders exist only as key prefixes, so the entries are computed by grouping the keys under
+    ``prefix`` on their next segment, in SQL: a folder above a million files costs one grouped
+    scan on the coordinator, never a million rows on the wire.
+    """
+    group, _ = await require_role(db, principal, group_name, Role.READ)
+    rest = func.substr(Attachment.key, len(prefix) + 1)
+    slash = position_of(rest, "/")
+    entry = case((slash > 0, func.substr(rest, 1, slash)), else_=rest).label("entry")
+    folder = func.max(case((slash > 0, 1), else_=0)).label("folder")
+    children = (
+        select(
+            entry,
+            folder,
+            func.count().label("files"),
+            func.sum(Attachment.size).label("size"),
+            func.max(Attachment.updated_at).label("updated_at"),
+        )
+        .where(*filter_conditions(group.id, prefix, None))
+        .group_by(entry)
+    )
+    total = await db.scalar(select(func.count()).select_from(children.subquery()))
+    rows = (
+        await db.execute(children.order_by(folder.desc(), entry).offset(offset).limit(limit))
+    ).all()
+    file_keys = [prefix + row.entry for row in rows if not row.folder]
+    files = await db.scalars(
+        select(Attachment).where(Attachment.group_id == group.id, Attachment.key.in_(file_keys))
+    )
+    infos = {info.key: info for info in await _infos(db, group, list(files))}
+    entries = [
+        FolderEntry(
+            name=row.entry,
+            key=prefix + row.entry,
+            folder=bool(row.folder),
+            size=int(row.size or 0),
+            files=row.files,
+            updated_at=row.updated_at,
+            attachment=None if row.folder else infos.get(prefix + row.entry),
+        )
+        for row in rows
+    ]
+    return FolderPage(prefix=prefix, entries=entries, total=total or 0)
 
 
 async def download_links(

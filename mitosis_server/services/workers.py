@@ -291,7 +291,9 @@ async def worker_infos(db: AsyncSession, workers: list[Worker]) -> list[WorkerIn
     ]
 
 
-async def query_workers(db: AsyncSession, principal: Principal, query: WorkerQuery) -> WorkerPage:
+async def query_workers(
+    db: AsyncSession, principal: Principal, query: WorkerQuery, heartbeat_timeout: float
+) -> WorkerPage:
     """Workers the caller can see (W3); without a state filter, the registered ones."""
     conditions = await worker_filter(db, principal, query)
     total = await db.scalar(select(func.count()).select_from(Worker).where(*conditions))
@@ -304,7 +306,9 @@ async def query_workers(db: AsyncSession, principal: Principal, query: WorkerQue
             .limit(query.limit)
         )
     )
-    return WorkerPage(workers=await worker_infos(db, workers), total=total)
+    return WorkerPage(
+        workers=await worker_infos(db, workers), total=total, heartbeat_timeout=heartbeat_timeout
+    )
 
 
 async def find_worker(

@@ -8,6 +8,7 @@ raising :class:`Invalid` with a message the user sees under the fields.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from textual.app import ComposeResult
@@ -18,6 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from mitosis_sdk.schemas import NAME_PATTERN, Member, Role, UserCreate
+from mitosis_sdk.units import QuotaChange
 
 T = TypeVar("T")
 
@@ -28,7 +30,8 @@ class Invalid(ValueError):
     """A field's value is unusable; the message is shown in the form."""
 
 
-def _name(value: str, what: str) -> str:
+def check_name(value: str, what: str) -> str:
+    """A user or group name as the wire takes it, or Invalid saying the rule."""
     value = value.strip()
     if not re.fullmatch(NAME_PATTERN, value):
         raise Invalid(f"{what}: 1-64 letters, digits, '_' or '-'")
@@ -111,7 +114,7 @@ class MemberForm(FormScreen[Member]):
 
     def result(self) -> Member:
         role = self.query_one("#member-role", Select).value
-        return Member(username=_name(self.value("#member-user"), "user"), role=Role(role))
+        return Member(username=check_name(self.value("#member-user"), "user"), role=Role(role))
 
 
 class GroupForm(FormScreen[str]):
@@ -121,7 +124,7 @@ class GroupForm(FormScreen[str]):
         yield from self.field("Name", Input(id="group-name"))
 
     def result(self) -> str:
-        return _name(self.value("#group-name"), "group name")
+        return check_name(self.value("#group-name"), "group name")
 
 
 class UserForm(FormScreen[UserCreate]):
@@ -137,7 +140,7 @@ class UserForm(FormScreen[UserCreate]):
         if not password:
             raise Invalid("a password is needed")
         return UserCreate(
-            username=_name(self.value("#user-name"), "user name"),
+            username=check_name(self.value("#user-name"), "user name"),
             password=password,
             admin=self.query_one("#user-admin", Checkbox).value,
         )
@@ -162,12 +165,22 @@ class PasswordForm(FormScreen[str]):
 
 
 class QuotaForm(FormScreen[tuple[str, str]]):
-    """A quota change (``+N``, ``-N``, ``=N`` or ``N``) for a named user or group."""
+    """A quota change (``+N``, ``-N``, ``=N`` or ``N``) for a named user or group, checked
+    with the SDK's parser (``parse``: ``parse_count_change`` or ``parse_size_change``), so a
+    typo is caught here with the same words the coordinator would use."""
 
-    def __init__(self, title: str, subject_label: str, subject: str, hint: str) -> None:
+    def __init__(
+        self,
+        title: str,
+        subject_label: str,
+        subject: str,
+        hint: str,
+        parse: Callable[[str], QuotaChange],
+    ) -> None:
         super().__init__()
         self.TITLE_TEXT = title
         self.subject_label, self.subject, self.hint = subject_label, subject, hint
+        self.parse = parse
 
     def fields(self) -> ComposeResult:
         yield from self.field(self.subject_label, Input(self.subject, id="quota-subject"))
@@ -177,4 +190,8 @@ class QuotaForm(FormScreen[tuple[str, str]]):
         change = self.value("#quota-change").strip()
         if not change:
             raise Invalid(f"a change is needed, e.g. {self.hint}")
-        return _name(self.value("#quota-subject"), self.subject_label.lower()), change
+        try:
+            self.parse(change)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        return check_name(self.value("#quota-subject"), self.subject_label.lower()), change

@@ -1,4 +1,10 @@
-"""Pane 4 (Mitosis admins only): users, their state and quotas; group storage quotas."""
+"""Pane 4 (Mitosis admins only): users, their state and quotas; group storage quotas.
+
+Create (optionally as an admin), lock and unlock, reset a password, delete (soft: the name
+stays reserved), change how many groups a user may create and a group's storage quota. Quota
+changes are checked with the SDK's parsers in the form, so a typo is explained before
+anything is sent; lock and delete ask first, since they end the user's sessions at once.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
 from mitosis_sdk.schemas import UserCreate, UserInfo, UserState
-from mitosis_sdk.units import format_size
+from mitosis_sdk.units import format_size, parse_count_change, parse_size_change
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.forms import PasswordForm, QuotaForm, UserForm
 from mitosis_tui.widgets.pane import Pane
@@ -27,10 +33,12 @@ class AdminPane(Pane):
         Binding("n", "new_user", "New user", tooltip="Create a user and their personal group"),
         Binding("l", "toggle_lock", "Lock", tooltip="Lock or unlock the selected user"),
         Binding("p", "reset_password", "Password", tooltip="Reset the selected user's password"),
-        Binding(
-            "g", "group_quota", "Group quota", tooltip="Change how many groups a user may create"
-        ),
+        Binding("g", "group_quota", "Quota", tooltip="Change how many groups a user may create"),
         Binding("s", "storage_quota", "Storage", tooltip="Change a group's storage quota"),
+        # Rare enough to leave the footer to the others (? and Ctrl+P list it).
+        Binding(
+            "d,delete", "delete_user", "Delete", show=False, tooltip="Delete the selected user"
+        ),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -148,7 +156,13 @@ class AdminPane(Pane):
         user = self._selected_or_warn()
         if user is None:
             return
-        form = QuotaForm("Change how many groups a user may create", "User", user.username, "+1")
+        form = QuotaForm(
+            "Change how many groups a user may create",
+            "User",
+            user.username,
+            "+1",
+            parse_count_change,
+        )
         self.app.push_screen(form, self._group_quota_submitted)
 
     def _group_quota_submitted(self, change: tuple[str, str] | None) -> None:
@@ -164,7 +178,11 @@ class AdminPane(Pane):
     def action_storage_quota(self) -> None:
         user = self.selected_user()
         form = QuotaForm(
-            "Change a group's storage quota", "Group", user.username if user else "", "+2GB"
+            "Change a group's storage quota",
+            "Group",
+            user.username if user else "",
+            "+2GB",
+            parse_size_change,
         )
         self.app.push_screen(form, self._storage_quota_submitted)
 
@@ -176,6 +194,30 @@ class AdminPane(Pane):
     async def change_storage_quota(self, group: str, change: str) -> None:
         info = await self.mitosis.call(lambda c: c.change_storage_quota(group, change))
         self.notify(f"Storage quota of {info.name} is now {format_size(info.storage_quota)}.")
+
+    def action_delete_user(self) -> None:
+        user = self._selected_or_warn()
+        if user is None:
+            return
+        if user.state == UserState.DELETED:
+            self.notify(f"{user.username} is already deleted.", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.delete_user(user.username)
+
+        question = (
+            f"Delete {user.username}? Their sessions end at once and they can no longer log"
+            " in; the name stays reserved."
+        )
+        self.app.push_screen(ConfirmScreen(question, "Delete"), confirmed)
+
+    @api_work(group="user-change")
+    async def delete_user(self, username: str) -> None:
+        await self.mitosis.call(lambda c: c.delete_user(username))
+        self.notify(f"Deleted {username}.")
+        self.load_users()
 
     def focus_default(self) -> None:
         self.table.focus()

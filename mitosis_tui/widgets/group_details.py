@@ -1,17 +1,21 @@
-"""The right side of the Groups pane: one group's summary, storage use and members."""
+"""The right side of the Groups pane: one group's summary and storage use, then two tabs:
+its members with their roles, and its files (:class:`AttachmentsBrowser`)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from mitosis_sdk.schemas import GroupInfo, Member
 from mitosis_sdk.units import format_size
+from mitosis_tui.widgets.attachments_browser import AttachmentsBrowser
 
-BAR_WIDTH = 20
+BAR_WIDTH = 16
 MEMBER_WIDTH = 24
+MEMBERS_TAB = "members-tab"
+FILES_TAB = "files-tab"
 
 
 def storage_bar(used: int, quota: int, width: int = BAR_WIDTH) -> Text:
@@ -33,12 +37,35 @@ class GroupDetails(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("Select a group", id="group-summary")
-        yield Label("Members", classes="section-title")
-        members = DataTable(id="members", cursor_type="row", zebra_stripes=False)
-        members.add_column("MEMBER", width=MEMBER_WIDTH)
-        members.add_column("ROLE", width=5)
-        yield members
-        yield Static("", id="members-note", classes="note")
+        with TabbedContent(id="group-tabs", initial=MEMBERS_TAB):
+            with TabPane("m Members", id=MEMBERS_TAB):
+                members = DataTable(id="members", cursor_type="row", zebra_stripes=False)
+                members.add_column("MEMBER", width=MEMBER_WIDTH)
+                members.add_column("ROLE", width=5)
+                yield members
+                yield Static("", id="members-note", classes="note")
+            with TabPane("f Files", id=FILES_TAB):
+                yield AttachmentsBrowser(id="attachments")
+
+    @property
+    def tabs(self) -> TabbedContent:
+        return self.query_one("#group-tabs", TabbedContent)
+
+    @property
+    def browser(self) -> AttachmentsBrowser:
+        return self.query_one(AttachmentsBrowser)
+
+    @property
+    def files_active(self) -> bool:
+        return self.tabs.active == FILES_TAB
+
+    def show_tab(self, tab: str) -> None:
+        """Show the members or the files, with the focus in that table."""
+        self.tabs.active = tab
+        if tab == FILES_TAB:
+            self.browser.table.focus()
+        else:
+            self.members_table.focus()
 
     @property
     def members_table(self) -> DataTable:
@@ -50,6 +77,7 @@ class GroupDetails(Vertical):
         summary = self.query_one("#group-summary", Static)
         note = self.query_one("#members-note", Static)
         table = self.members_table
+        self.browser.show_group(group, load=self.files_active)
         if group is None:
             summary.update("Select a group")
             table.clear()

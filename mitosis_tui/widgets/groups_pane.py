@@ -1,7 +1,12 @@
-"""Pane 3: my groups and roles; the selected group's details; member management.
+"""Pane 3: my groups and roles; the selected group's details; members and files.
 
 Group admins (and Mitosis admins) add members, change roles and remove members through
-modal forms; the footer greys those keys out for everyone else.
+modal forms; the footer greys those keys out for everyone else. The Files tab
+(:class:`AttachmentsBrowser`) browses, uploads, saves and deletes the group's attachments.
+
+Both tabs' keys are this pane's ``BINDINGS`` (so ``?`` and Ctrl+P list them); each tab's keys
+show only while that tab does (``d`` removes a member there, deletes a file here), and an
+action run by name from the palette switches to its tab first.
 """
 
 from __future__ import annotations
@@ -10,16 +15,27 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Label, TabbedContent
 
 from mitosis_sdk.schemas import GroupInfo, GroupMembership, Member
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.forms import GroupForm, MemberForm
-from mitosis_tui.widgets.group_details import GroupDetails
+from mitosis_tui.widgets.attachments_browser import AttachmentsBrowser
+from mitosis_tui.widgets.group_details import FILES_TAB, MEMBERS_TAB, GroupDetails
 from mitosis_tui.widgets.pane import Pane
 from mitosis_tui.workers import api_work
 
-MEMBER_ACTIONS = {"add_member", "change_role", "remove_member"}
+MEMBER_ACTIONS = {"add_member", "change_role", "remove_member", "show_files"}
+FILE_ACTIONS = {
+    "upload",
+    "download",
+    "delete_file",
+    "folder_up",
+    "next_page",
+    "previous_page",
+    "show_members",
+}
+WRITE_ACTIONS = {"upload", "delete_file"}
 # Fixed column widths: the list never jumps as rows load (long names are clipped here and
 # shown whole in the details).
 GROUP_WIDTH = 16
@@ -34,6 +50,28 @@ class GroupsPane(Pane):
         Binding("e", "change_role", "Role", tooltip="Change the selected member's role"),
         Binding("d,delete", "remove_member", "Remove", tooltip="Remove the selected member"),
         Binding("n", "new_group", "New group", tooltip="Create a group (you become its admin)"),
+        Binding("f", "show_files", "Files", tooltip="Show the group's files"),
+        Binding("u", "upload", "Upload", tooltip="Upload a local file into this folder"),
+        Binding("s", "download", "Save", tooltip="Save the selected file or folder locally"),
+        Binding("d,delete", "delete_file", "Delete", tooltip="Delete the selected file or folder"),
+        Binding("backspace", "folder_up", "Up", tooltip="Go up a folder"),
+        Binding(
+            "right_square_bracket",
+            "next_page",
+            "Next page",
+            show=False,
+            key_display="]",
+            tooltip="Next page of a big folder",
+        ),
+        Binding(
+            "left_square_bracket",
+            "previous_page",
+            "Previous page",
+            show=False,
+            key_display="[",
+            tooltip="Previous page of a big folder",
+        ),
+        Binding("m", "show_members", "Members", tooltip="Show the group's members"),
     ]
 
     class GroupSelected(Message):
@@ -77,10 +115,31 @@ class GroupsPane(Pane):
         group = self.details.group
         return group is not None and group.members is not None
 
+    @property
+    def browser(self) -> AttachmentsBrowser:
+        return self.details.browser
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in MEMBER_ACTIONS and not self.can_manage:
-            return None  # shown greyed out: only group admins manage members
+        files = self.details.files_active
+        if action in MEMBER_ACTIONS:
+            if files:
+                return False  # the Files tab's keys show instead
+            if action != "show_files" and not self.can_manage:
+                return None  # shown greyed out: only group admins manage members
+        if action in FILE_ACTIONS:
+            if not files:
+                return False
+            if action in WRITE_ACTIONS and not self.browser.can_write:
+                return None  # greyed out; the note under the files says why
         return True
+
+    async def run_action(self, action: str, namespaces=None) -> bool:
+        """Run an action by name (the palette does): first show the tab it belongs to."""
+        if action in FILE_ACTIONS - {"show_members"} and not self.details.files_active:
+            self.details.show_tab(FILES_TAB)
+        elif action in MEMBER_ACTIONS - {"show_files"} and self.details.files_active:
+            self.details.show_tab(MEMBERS_TAB)
+        return await super().run_action(action, namespaces)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -95,10 +154,12 @@ class GroupsPane(Pane):
     def show_groups(self, memberships: list[GroupMembership], select: str | None) -> None:
         table = self.group_list
         keep = select or self.selected_group
+        unchanged = memberships == self.memberships and table.row_count == len(memberships)
         self.memberships = memberships
-        table.clear()
-        for membership in memberships:
-            table.add_row(membership.group, str(membership.role), key=membership.group)
+        if not unchanged:  # rebuild only what changed: no flicker, no stray highlight events
+            table.clear()
+            for membership in memberships:
+                table.add_row(membership.group, str(membership.role), key=membership.group)
         names = [m.group for m in memberships]
         if keep in names:
             table.move_cursor(row=names.index(keep))
@@ -110,6 +171,8 @@ class GroupsPane(Pane):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "group-list" and event.row_key.value is not None:
             event.stop()
+            if event.cursor_row != event.data_table.cursor_row:
+                return  # stale: the list was rebuilt and the cursor moved on since
             current = self.details.group
             if current is None or current.name != event.row_key.value:
                 self.load_group(event.row_key.value)
@@ -204,6 +267,45 @@ class GroupsPane(Pane):
         await self.mitosis.call(lambda c: c.create_group(name))
         self.notify(f"Created group {name}; you are its admin.")
         self.load_groups(select=name)
+
+    # -- files -------------------------------------------------------------------------
+
+    def action_show_files(self) -> None:
+        self.details.show_tab(FILES_TAB)
+
+    def action_show_members(self) -> None:
+        self.details.show_tab(MEMBERS_TAB)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.tabbed_content.id != "group-tabs":
+            return
+        event.stop()
+        if event.pane.id == FILES_TAB:
+            self.browser.load()
+        self.refresh_bindings()
+
+    def action_upload(self) -> None:
+        self.browser.ask_upload()
+
+    def action_download(self) -> None:
+        self.browser.ask_download()
+
+    def action_delete_file(self) -> None:
+        self.browser.ask_delete()
+
+    def action_folder_up(self) -> None:
+        self.browser.up()
+
+    def action_next_page(self) -> None:
+        self.browser.turn(1)
+
+    def action_previous_page(self) -> None:
+        self.browser.turn(-1)
+
+    def on_attachments_browser_changed(self, event: AttachmentsBrowser.Changed) -> None:
+        event.stop()
+        if self.details.group is not None and self.details.group.name == event.group:
+            self.load_group(event.group)
 
     def focus_default(self) -> None:
         self.group_list.focus()

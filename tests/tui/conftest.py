@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -127,8 +128,8 @@ class ServedCoordinator:
     the in-process ASGI app of the async fixtures; a served coordinator works from any loop.
     """
 
-    def __init__(self, settings: CoordinatorSettings) -> None:
-        self.port = free_port()
+    def __init__(self, settings: CoordinatorSettings, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             create_app(settings),
@@ -158,33 +159,52 @@ class ServedCoordinator:
         return ToLoopback(self.port)
 
 
+DATABASE = "mitosis.sqlite3"
+
+
+def serve(base: Path, sqlite_template: Path) -> ServedCoordinator:
+    """Start a coordinator on a copy of the migrated template in ``base`` (its SQLite file is
+    ``base / DATABASE``), seeded by :func:`seed_lab`; the caller stops it. Its file URLs name
+    its real port, so the SDK's transfers reach it as well."""
+    shutil.copy(sqlite_template, base / DATABASE)
+    port = free_port()
+    settings = CoordinatorSettings(
+        data_dir=str(base / "data"),
+        db=f"sqlite:///{base / DATABASE}",
+        password_hash_memory=1024 * 1024,
+        bind=f"127.0.0.1:{port}",
+    )
+    served = ServedCoordinator(settings, port)
+    served.start()
+    try:
+        seed_lab(served.url)
+    except BaseException:
+        served.stop()
+        raise
+    return served
+
+
 @pytest.fixture(scope="module")
 def served_coordinator(tmp_path_factory, sqlite_template):
     """A served coordinator with alice (admin of lab, where bob reads and carol writes)."""
-    base = tmp_path_factory.mktemp("served")
-    shutil.copy(sqlite_template, base / "mitosis.sqlite3")
-    settings = CoordinatorSettings(
-        data_dir=str(base / "data"),
-        db=f"sqlite:///{base / 'mitosis.sqlite3'}",
-        password_hash_memory=1024 * 1024,
-    )
-    served = ServedCoordinator(settings)
-    served.start()
-    try:
-        with Client(served.url) as admin:
-            admin.login(*ADMIN)
-            for name in ("alice", "bob", "carol"):
-                admin.create_user(name, "pw")
-        with Client(served.url) as alice:
-            alice.login("alice", "pw")
-            alice.create_group("lab")
-            alice.update_members(
-                "lab",
-                [Member(username="bob", role=Role.READ), Member(username="carol", role=Role.WRITE)],
-            )
-        yield served
-    finally:
-        served.stop()
+    served = serve(tmp_path_factory.mktemp("served"), sqlite_template)
+    yield served
+    served.stop()
+
+
+def seed_lab(url: str) -> None:
+    """alice, bob and carol; alice admins lab, where bob reads and carol writes."""
+    with Client(url) as admin:
+        admin.login(*ADMIN)
+        for name in ("alice", "bob", "carol"):
+            admin.create_user(name, "pw")
+    with Client(url) as alice:
+        alice.login("alice", "pw")
+        alice.create_group("lab")
+        alice.update_members(
+            "lab",
+            [Member(username="bob", role=Role.READ), Member(username="carol", role=Role.WRITE)],
+        )
 
 
 def remember_sync(served: ServedCoordinator, cache: CredentialCache, user: str, pw: str) -> None:

@@ -36,6 +36,7 @@ async def lab_with_members(make_user) -> None:
 
 
 async def select_group(pilot, name: str) -> GroupsPane:
+    pilot.app.main_screen.action_show_pane("groups")
     pane = pilot.app.query_one(GroupsPane)
     await until(pilot, lambda: name in [row[0] for row in rows(pane.group_list)], what=name)
     names = [row[0] for row in rows(pane.group_list)]
@@ -43,7 +44,8 @@ async def select_group(pilot, name: str) -> GroupsPane:
     await until(
         pilot,
         lambda: pane.details.group is not None and pane.details.group.name == name,
-        what=f"group {name}",
+        15.0,
+        f"group {name}",
     )
     await settle(pilot)
     return pane
@@ -58,9 +60,8 @@ async def test_groups_pane_lists_my_groups_and_the_selected_groups_members(
     app = make_tui()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        pane = app.query_one(GroupsPane)
+        pane = await select_group(pilot, "lab")
         assert rows(pane.group_list) == [["alice", "admin"], ["lab", "admin"]]
-        await select_group(pilot, "lab")
         assert rows(pane.details.members_table) == [["alice", "admin"], ["bob", "read"]]
         text = screen_text(app)
         assert "0B of 16.0GB" in text
@@ -158,6 +159,40 @@ async def test_changing_a_role(make_tui, make_user, remember):
             lambda: ["bob", "admin"] in rows(pane.details.members_table),
             what="bob is admin",
         )
+
+
+async def test_the_last_admin_cannot_be_removed_and_is_told_why(make_tui, make_user, remember):
+    """Removing lab's only admin shows the coordinator's message; the members stay."""
+    await lab_with_members(make_user)
+    await remember("alice")
+    app = make_tui()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await select_group(pilot, "lab")
+        pane.details.members_table.move_cursor(row=0)  # alice, the only admin
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("y")
+        await settle(pilot)
+        messages = "".join(n.message for n in app._notifications)
+        assert "would have no admin left; make another member admin first" in messages
+        assert rows(pane.details.members_table) == [["alice", "admin"], ["bob", "read"]]
+
+
+async def test_a_reload_keeps_the_selected_group(make_tui, make_user, remember, connect):
+    """The backstop reload rebuilds a changed list but stays on the group being looked at."""
+    await lab_with_members(make_user)
+    await remember("alice")
+    app = make_tui()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pane = await select_group(pilot, "lab")
+        alice = await connect("alice", "pw")
+        await alice.create_group("aaa")  # sorts first: the rebuilt list moves lab down
+        pane.reload()
+        await until(pilot, lambda: pane.group_list.row_count == 3, what="the new group")
+        await settle(pilot)
+        assert pane.selected_group == "lab"
+        assert pane.details.group.name == "lab"
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])

@@ -6,7 +6,7 @@ from textual.binding import Binding
 from textual.command import CommandPalette
 
 from mitosis_tui.palette import MitosisCommands, palette_actions
-from mitosis_tui.panes import PANES
+from mitosis_tui.panes import PANES, default_pane
 from mitosis_tui.screens.help import HelpScreen
 from tests.tui.conftest import screen_text, settle, until
 
@@ -54,7 +54,10 @@ async def test_number_keys_switch_panes_and_q_goes_back(make_tui, remember):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         tabs = app.main_screen.tabs
-        assert tabs.active == "groups"
+        home = default_pane(app.connection.client)
+        assert tabs.active == home
+        await pilot.press("3")
+        await pilot.pause()
         await pilot.press("1")
         await pilot.pause()
         assert tabs.active == "tasks"
@@ -69,3 +72,6 @@ async def test_number_keys_switch_panes_and_q_goes_back(make_tui, remember):
         await pilot.press("escape")
         await pilot.pause()
         assert tabs.active == "groups"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert tabs.active == home

@@ -9,6 +9,7 @@ from textual.widgets import Input
 from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.schemas import UserState
 from mitosis_tui.app import MitosisApp
+from mitosis_tui.panes import default_pane
 from mitosis_tui.screens.login import LoginScreen
 from mitosis_tui.screens.main import MainScreen
 from tests.conftest import free_port
@@ -35,16 +36,16 @@ def login_error(app: MitosisApp) -> str:
     return str(app.screen.query_one("#login-error").render())
 
 
-async def test_logging_in_through_the_login_screen_shows_the_groups_pane(make_tui, cache):
-    """No cached token: the login screen appears; after logging in, the groups pane loads."""
+async def test_logging_in_through_the_login_screen_shows_the_home_pane(make_tui, cache):
+    """No cached token: the login screen appears; after logging in, the home pane loads."""
     app = make_tui()
     async with app.run_test(size=SIZE) as pilot:
         await log_in(pilot, "mitosis_admin", "mitosis_admin", type_keys=True)
         assert isinstance(app.screen, MainScreen)
         assert app.identity is not None
         assert app.identity.username == "mitosis_admin"
-        assert app.main_screen.tabs.active == "groups"
-        await until(pilot, lambda: "mitosis_admin" in screen_text(app), what="groups")
+        assert app.main_screen.tabs.active == default_pane(app.connection.client)
+        await until(pilot, lambda: "mitosis_admin" in screen_text(app), what="the user")
     assert cache.last() == (URL, "mitosis_admin")
     assert cache.get(URL, "mitosis_admin") is not None
 

@@ -103,6 +103,8 @@ def test_log_in_and_see_the_groups_pane_in_a_real_terminal(server, tmux, tmp_pat
     tmux.wait_for("Log in to a coordinator")
     tmux.wait_for(server.url)  # remembered from -c
     tmux("send-keys", "-t", "tui", "pw", "Enter")
+    tmux.wait_for("● connected")
+    tmux("send-keys", "-t", "tui", "3")
 
     screen = tmux.wait_for("My groups")
     tmux.wait_for("lab")

@@ -221,3 +221,43 @@ async def test_links_and_delete_by_selection(lab, make_file, tmp_path):
     reply = await writer.delete_attachments("lab", AttachmentSelection(all=True))
     assert (reply.deleted, reply.freed) == (1, 40)
     assert (await writer.get_group("lab")).storage_used == 0
+
+
+async def test_a_folder_lists_sub_folders_first_then_files(lab, make_file):
+    """Sub-folders sum the files below them; files carry their metadata; pages have a total."""
+    writer = lab["write"]
+    for key, size in (
+        ("data/raw/a.bin", 10),
+        ("data/raw/deep/b.bin", 20),
+        ("data/c.txt", 3),
+        ("data/logs/d.log", 4),
+        ("readme", 1),
+    ):
+        await writer.upload_attachment("lab", make_file("f", size), key)
+    top = await lab["read"].list_attachment_folder("lab")
+    assert [(e.name, e.folder, e.files, e.size) for e in top.entries] == [
+        ("data/", True, 4, 37),
+        ("readme", False, 1, 1),
+    ]
+    assert (top.prefix, top.total) == ("", 2)
+    data = await writer.list_attachment_folder("lab", "data/")
+    assert [(e.name, e.key, e.files) for e in data.entries] == [
+        ("logs/", "data/logs/", 1),
+        ("raw/", "data/raw/", 2),
+        ("c.txt", "data/c.txt", 1),
+    ]
+    assert data.entries[0].attachment is None
+    assert data.entries[2].attachment.creator == "member_write"
+    assert data.entries[2].updated_at == data.entries[2].attachment.updated_at
+    page = await writer.list_attachment_folder("lab", "data/", limit=1, offset=1)
+    assert ([e.name for e in page.entries], page.total) == (["raw/"], 3)
+    assert (await writer.list_attachment_folder("lab", "nothing/")).total == 0
+
+
+async def test_a_folder_prefix_must_name_a_folder_the_caller_may_read(lab):
+    """A file name, '..' or a stranger's group: 400 naming the rule, or 404."""
+    for prefix in ("data", "../x/", "a//b/"):
+        with pytest.raises(errors.BadRequest, match="prefix"):
+            await lab["read"].list_attachment_folder("lab", prefix)
+    with pytest.raises(errors.NotFound):
+        await lab["non-member"].list_attachment_folder("lab")

@@ -53,6 +53,7 @@ ENDPOINTS = {
     ),
     "attachment-abort": Endpoint("DELETE", f"{ATT}/uploads/{{upload}}", WRITERS, upload="att"),
     "attachment-query": Endpoint("GET", ATT, READERS),
+    "attachment-folder": Endpoint("GET", f"{ATT}/folder", READERS),
     "attachment-info": Endpoint("GET", f"{ATT}/info", READERS, params={"key": "doc"}),
     "attachment-download": Endpoint("GET", f"{ATT}/download", READERS, params={"key": "doc"}),
     "attachment-links": Endpoint("POST", f"{ATT}/links", READERS, {"all": True}),

@@ -329,6 +329,13 @@ async def test_workers_are_queried_and_shown_with_their_facts(alice, make_user, 
     assert (await alice.get_group("lab")).worker_count == 1
 
 
+async def test_a_worker_page_says_when_silence_makes_a_worker_lost(app, alice, transport):
+    """The page carries the coordinator's heartbeat timeout, so clients can warn before it."""
+    await start_worker(alice, transport)
+    timeout = app.state.coordinator.settings.heartbeat_timeout
+    assert (await alice.query_workers()).heartbeat_timeout == timeout == 120.0
+
+
 async def test_heartbeat_renews_a_worker_token_past_half_its_life(app, alice, transport):
     """W2: a heartbeat with a token near its end gets a fresh one, which works."""
     worker = await start_worker(alice, transport)
