@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -50,8 +50,11 @@ class _Resume(Exception):
 
 
 class StreamsAPI(BaseClient):
-    async def _sse(self, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
-        """Decoded items of one SSE response; raises typed errors for 4xx/5xx."""
+    async def _sse(
+        self, path: str, params: dict[str, Any], on_connect: Callable[[], object] | None = None
+    ) -> AsyncIterator[Any]:
+        """Decoded items of one SSE response; raises typed errors for 4xx/5xx. ``on_connect``
+        is called once the coordinator has accepted the stream (before any item)."""
         headers = {**self._headers(), "Accept": "text/event-stream"}
         timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
         try:
@@ -60,6 +63,8 @@ class StreamsAPI(BaseClient):
             ) as response:
                 if response.status_code >= 400:
                     raise error_from_body(response.status_code, await response.aread())
+                if on_connect is not None:
+                    on_connect()
                 data: list[str] = []
                 async for line in response.aiter_lines():
                     if not line:
@@ -72,12 +77,16 @@ class StreamsAPI(BaseClient):
             raise _Resume(str(exc) or type(exc).__name__) from exc
 
     async def _resuming(
-        self, path: str, params: dict[str, Any], cursor: str | None
+        self,
+        path: str,
+        params: dict[str, Any],
+        cursor: str | None,
+        on_connect: Callable[[], object] | None = None,
     ) -> AsyncIterator[Any]:
         failures = 0
         while True:
             try:
-                async for item in self._sse(path, {**params, "cursor": cursor}):
+                async for item in self._sse(path, {**params, "cursor": cursor}, on_connect):
                     if isinstance(item, StreamError):
                         if item.error == "invalid_cursor":
                             raise BadRequest(item.message, ErrorCode.INVALID_INPUT)
@@ -94,23 +103,40 @@ class StreamsAPI(BaseClient):
                 await asyncio.sleep(RETRY_PAUSE * failures)
 
     async def events(
-        self, groups: Iterable[str] | None = None, cursor: str | None = None
+        self,
+        groups: Iterable[str] | None = None,
+        cursor: str | None = None,
+        *,
+        on_connect: Callable[[], object] | None = None,
     ) -> AsyncIterator[Event]:
         """Committed task/worker events of the caller's groups (or of ``groups``), from
-        ``cursor`` (exclusive) or from now; runs until the caller stops iterating."""
+        ``cursor`` (exclusive) or from now; runs until the caller stops iterating.
+
+        ``on_connect`` is called each time the coordinator accepts the stream (at the start
+        and after every reconnect), so a live view can say it is connected, and re-read what
+        it shows when it started without a cursor (nothing before that moment is replayed).
+        """
         params = {"group": list(groups or [])}
-        async with contextlib.aclosing(self._resuming("/api/events", params, cursor)) as items:
+        stream = self._resuming("/api/events", params, cursor, on_connect)
+        async with contextlib.aclosing(stream) as items:
             async for item in items:
                 if isinstance(item, Event):
                     yield item
 
     async def follow_logs(
-        self, task: uuid.UUID | str, *, follow: bool = True, cursor: str | None = None
+        self,
+        task: uuid.UUID | str,
+        *,
+        follow: bool = True,
+        cursor: str | None = None,
+        on_connect: Callable[[], object] | None = None,
     ) -> AsyncIterator[LogLine]:
-        """The task's kept live log lines, then (``follow``) new ones until the task ends."""
+        """The task's kept live log lines, then (``follow``) new ones until the task ends
+        (``on_connect`` as for :meth:`events`)."""
         params = {"follow": "true" if follow else "false"}
         path = f"/api/tasks/{task}/logs"
-        async with contextlib.aclosing(self._resuming(path, params, cursor)) as items:
+        stream = self._resuming(path, params, cursor, on_connect)
+        async with contextlib.aclosing(stream) as items:
             async for item in items:
                 if isinstance(item, LogEnd):
                     return

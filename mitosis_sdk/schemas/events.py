@@ -40,10 +40,13 @@ class Event(Struct, tag="event", omit_defaults=True):
 
 
 class LogLine(Struct, tag="log", omit_defaults=True):
+    """One output line; ``at`` is when the coordinator received it (Unix time, seconds)."""
+
     task_id: str
     stream: LogStream
     text: str
     cursor: str | None = None
+    at: float | None = None
 
 
 class LogEnd(Struct, tag="log.end", omit_defaults=True):

@@ -36,6 +36,7 @@ import abc
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 
 import msgspec
@@ -226,7 +227,10 @@ class EventBus(abc.ABC):
         """Append output lines; the cursor of the last, or None if not stored."""
         if not lines:
             return None
-        items = [_encoder.encode(LogLine(task_id=task_id, stream=stream, text=t)) for t in lines]
+        now = time.time()
+        items = [
+            _encoder.encode(LogLine(task_id=task_id, stream=stream, text=t, at=now)) for t in lines
+        ]
         return await self._store(log_key(task_id), items, self.log_cap, self.log_idle_ttl)
 
     async def end_log(self, task_id: str, ttl: float = LOG_END_TTL) -> str | None:

@@ -298,6 +298,7 @@ async def test_follow_log_yields_backlog_live_lines_then_the_end(pair):
         ("stderr", "three"),
     ]
     assert all(isinstance(line, LogLine) and line.task_id == "t1" for line in got[:3])
+    assert all(abs(line.at - time.time()) < 60 for line in got[:3])  # when it was received
     assert isinstance(got[3], LogEnd)
 
 
