@@ -82,6 +82,7 @@ class StreamsAPI(BaseClient):
         params: dict[str, Any],
         cursor: str | None,
         on_connect: Callable[[], object] | None = None,
+        on_drop: Callable[[str], object] | None = None,
     ) -> AsyncIterator[Any]:
         failures = 0
         while True:
@@ -100,6 +101,8 @@ class StreamsAPI(BaseClient):
                 failures += 1
                 if failures > RECONNECTS:
                     raise ConnectionFailed(f"the live stream keeps failing: {exc}") from None
+                if on_drop is not None:
+                    on_drop(str(exc))
                 await asyncio.sleep(RETRY_PAUSE * failures)
 
     async def events(
@@ -108,6 +111,7 @@ class StreamsAPI(BaseClient):
         cursor: str | None = None,
         *,
         on_connect: Callable[[], object] | None = None,
+        on_drop: Callable[[str], object] | None = None,
     ) -> AsyncIterator[Event]:
         """Committed task/worker events of the caller's groups (or of ``groups``), from
         ``cursor`` (exclusive) or from now; runs until the caller stops iterating.
@@ -115,9 +119,12 @@ class StreamsAPI(BaseClient):
         ``on_connect`` is called each time the coordinator accepts the stream (at the start
         and after every reconnect), so a live view can say it is connected, and re-read what
         it shows when it started without a cursor (nothing before that moment is replayed).
+        ``on_drop(reason)`` is called when the connection broke and a resume from the last
+        cursor is about to be tried; after ``RECONNECTS`` failed resumes in a row the
+        iterator raises ConnectionFailed.
         """
         params = {"group": list(groups or [])}
-        stream = self._resuming("/api/events", params, cursor, on_connect)
+        stream = self._resuming("/api/events", params, cursor, on_connect, on_drop)
         async with contextlib.aclosing(stream) as items:
             async for item in items:
                 if isinstance(item, Event):

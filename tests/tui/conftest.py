@@ -1,7 +1,10 @@
-"""TUI fixtures: MitosisApp wired to the real coordinator in-process (embedded SQLite).
+"""TUI fixtures: MitosisApp wired to a real coordinator served on a loopback port (embedded
+SQLite), so the live event and log streams work as they do for a user.
 
 The server's behaviour is tested on SQLite and PostgreSQL elsewhere; here the subject is the
-client, so one backend keeps the Pilot tests quick. Time shown in the UI is frozen.
+client, so one backend keeps the Pilot tests quick. Time shown in the UI is frozen. The app
+always addresses the coordinator as ``http://mitosis.test`` (so screenshots never show the
+random port); a transport carries its requests to the real port.
 """
 
 from __future__ import annotations
@@ -36,6 +39,38 @@ def db_url(tmp_path, sqlite_template) -> str:
     path = tmp_path / "mitosis.sqlite3"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def served_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def settings(db_url, tmp_path, served_port) -> CoordinatorSettings:
+    """As the suite's settings, with file URLs naming the real port (a worker process
+    uploads there; the app's own transfers go there directly)."""
+    return CoordinatorSettings(
+        data_dir=str(tmp_path / "data"),
+        db=db_url,
+        password_hash_memory=1024 * 1024,
+        public_url=f"http://127.0.0.1:{served_port}",
+    )
+
+
+@pytest.fixture
+def served(settings, served_port):
+    """The coordinator of this test, served by uvicorn in a thread."""
+    coordinator = ServedCoordinator(settings, served_port)
+    coordinator.start()
+    yield coordinator
+    coordinator.stop()
+
+
+@pytest.fixture
+def transport(served) -> httpx.AsyncBaseTransport:
+    """Requests to ``http://mitosis.test`` go to the served coordinator."""
+    return served.transport()
 
 
 @pytest.fixture
@@ -80,13 +115,19 @@ async def until(pilot, predicate: Callable[[], object], timeout: float = 5.0, wh
     raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
+def _busy(app) -> list:
+    """Running workers, except the streams that run until stopped (groups ``*-stream``)."""
+    return [w for w in app.workers if not w.is_finished and not w.group.endswith("-stream")]
+
+
 async def settle(pilot, timeout: float = 10.0) -> None:
-    """Wait until no worker (network call) runs, including those that finished ones started."""
+    """Wait until no worker (network call) runs, including those that finished ones started;
+    the live streams (which never finish) are left running."""
     deadline = time.monotonic() + timeout
     quiet = 0
     while quiet < 2:
         assert time.monotonic() < deadline, "the app never went quiet"
-        busy = [worker for worker in pilot.app.workers if not worker.is_finished]
+        busy = _busy(pilot.app)
         if busy:
             quiet = 0
             waits = asyncio.gather(*(w.wait() for w in busy), return_exceptions=True)
@@ -127,8 +168,8 @@ class ServedCoordinator:
     the in-process ASGI app of the async fixtures; a served coordinator works from any loop.
     """
 
-    def __init__(self, settings: CoordinatorSettings) -> None:
-        self.port = free_port()
+    def __init__(self, settings: CoordinatorSettings, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             create_app(settings),
@@ -137,6 +178,7 @@ class ServedCoordinator:
             lifespan="on",
             log_config=None,
             access_log=False,
+            timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="coordinator", daemon=True)
