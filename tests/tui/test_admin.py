@@ -89,5 +89,5 @@ async def test_admin_pane_is_hidden_from_other_users(make_tui, remember, make_us
         assert "4 Admin" not in screen_text(app)
         await pilot.press("4")
         await pilot.pause()
-        assert app.main_screen.tabs.active == "groups"
+        assert app.main_screen.tabs.active == "tasks"  # the home pane stays
         assert "for Mitosis admins" in "".join(n.message for n in app._notifications)

@@ -15,10 +15,11 @@ async def test_help_lists_every_binding(make_tui, remember):
     """? shows each pane's keys and the global ones, with their descriptions."""
     await remember("mitosis_admin", "mitosis_admin")
     app = make_tui()
-    async with app.run_test(size=(100, 60)) as pilot:
+    async with app.run_test(size=(110, 100)) as pilot:  # tall enough for every section
         await settle(pilot)
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause(0.2)  # laid out and drawn
         text = screen_text(app)
         for spec in PANES:
             for binding in Binding.make_bindings(spec.pane_class.BINDINGS):
@@ -41,31 +42,36 @@ async def test_palette_offers_every_pane_action(make_tui, remember):
         assert MitosisCommands in app.COMMANDS
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
-        await pilot.press(*"output")
+        await pilot.press(*"go to output")
         await pilot.pause(0.3)
         await pilot.press("enter")
         await until(pilot, lambda: app.main_screen.tabs.active == "output", what="output")
 
 
 async def test_number_keys_switch_panes_and_q_goes_back(make_tui, remember):
-    """1-5 jump to panes; q returns to the previous one."""
+    """1-5 jump to panes; q returns to the previous one; Tasks is the home pane."""
     await remember("mitosis_admin", "mitosis_admin")
     app = make_tui()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         tabs = app.main_screen.tabs
-        assert tabs.active == "groups"
-        await pilot.press("1")
-        await pilot.pause()
         assert tabs.active == "tasks"
-        api_missing = not hasattr(app.connection.client, "query_tasks")
-        assert ("Coming with the tasks API" if api_missing else "not built yet") in screen_text(app)
+        await pilot.press("3")
+        await pilot.pause()
+        assert tabs.active == "groups"
+        await pilot.press("2")
+        await pilot.pause()
+        assert tabs.active == "workers"
+        api_missing = not hasattr(app.connection.client, "query_workers")
+        assert ("Coming with the workers API" if api_missing else "not built yet") in screen_text(
+            app
+        )
         await pilot.press("5")
         await pilot.pause()
         assert tabs.active == "output"
         await pilot.press("q")
         await pilot.pause()
-        assert tabs.active == "tasks"
+        assert tabs.active == "workers"
         await pilot.press("escape")
         await pilot.pause()
         assert tabs.active == "groups"

@@ -108,7 +108,7 @@ def test_log_in_and_see_the_groups_pane_in_a_real_terminal(server, tmux, tmp_pat
     tmux.wait_for("lab")
     screen = tmux.screen()
     assert "alice" in screen
-    assert "● connected" in screen
+    tmux.wait_for("◉ live")  # connected, and the live event stream is flowing
 
     tmux("send-keys", "-t", "tui", ":")
     tmux.wait_for("Enter runs")
