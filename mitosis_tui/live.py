@@ -77,7 +77,7 @@ class LiveStream:
     def __init__(self, app: MitosisApp) -> None:
         self.app = app
         self.cursor: str | None = None
-        self.received = 0
+        self.count = 0  # events received since the app started
         self._subscribers: dict[MessagePump, frozenset[EventKind] | None] = {}
         self._pending: dict[tuple[str, str], Event] = {}
         self._flush_scheduled = False
@@ -148,7 +148,7 @@ class LiveStream:
         try:
             async with contextlib.aclosing(stream) as events:
                 async for event in events:
-                    self._received(event)
+                    self.received(event)
         except errors.BadRequest as exc:
             if self.cursor is not None:  # the only thing of ours it can refuse
                 raise _CursorLost from exc
@@ -178,8 +178,10 @@ class LiveStream:
 
     # -- coalescing ----------------------------------------------------------------------
 
-    def _received(self, event: Event) -> None:
-        self.received += 1
+    def received(self, event: Event) -> None:
+        """One event from the coordinator: kept for the next batch (merged with an earlier
+        one of the same kind and object)."""
+        self.count += 1
         if event.cursor:
             self.cursor = event.cursor
         key = (event.kind, event.object_id)

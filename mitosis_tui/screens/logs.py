@@ -70,7 +70,7 @@ class LogsScreen(Screen[None]):
         Binding("t", "toggle_timestamps", "Times", tooltip="Show when each line arrived"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("n", "find(True)", "Next", tooltip="Next match of the search"),
-        Binding("N", "find(False)", "Previous", tooltip="Previous match of the search"),
+        Binding("N", "find(False)", "Previous", show=False, tooltip="Previous match"),
         Binding("s", "save", "Save", tooltip="Save the kept lines to a file"),
     ]
 

@@ -10,7 +10,7 @@ artifacts, copy) work here as in the Tasks pane.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, cast
 
 from rich.console import Group, RenderableType
@@ -35,14 +35,15 @@ if TYPE_CHECKING:
     from mitosis_tui.app import MitosisApp
 
 
-def _when(moment: datetime | None) -> str:
-    return f"{moment.astimezone():%Y-%m-%d %H:%M:%S}" if moment else "-"
+def _when(moment: datetime | None, tz: tzinfo | None, form: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """In the app clock's time zone (the local one; tests freeze it in UTC)."""
+    return f"{moment.astimezone(tz):{form}}" if moment else "-"
 
 
 def _fields(rows: list[tuple[str, object]]) -> Table:
     table = Table(box=None, show_header=False, padding=(0, 1, 0, 0), expand=True)
     table.add_column("field", style="bold", no_wrap=True, width=11)
-    table.add_column("value", overflow="fold")
+    table.add_column("value", overflow="fold", ratio=1)
     for name, value in rows:
         if value in (None, "", []):
             continue
@@ -54,7 +55,7 @@ def _section(title: str, body: RenderableType) -> Group:
     return Group(Text(title, style="bold underline"), body, Text(""))
 
 
-def spec_section(task: TaskInfo) -> Group:
+def spec_section(task: TaskInfo, tz: tzinfo | None) -> Group:
     env = ", ".join(f"{k}={v}" for k, v in (task.env or {}).items())
     resources = ", ".join(
         f"attachment {r.attachment} → {r.path}"
@@ -69,7 +70,7 @@ def spec_section(task: TaskInfo) -> Group:
                 ("command", " ".join(task.command)),
                 ("group", f"{task.group} (task #{task.seq})"),
                 ("creator", task.creator),
-                ("created", _when(task.created_at)),
+                ("created", _when(task.created_at, tz)),
                 ("tags", ", ".join(task.tags) or "none"),
                 ("labels", ", ".join(task.labels) or "none"),
                 ("priority", task.priority),
@@ -87,7 +88,7 @@ def spec_section(task: TaskInfo) -> Group:
 def phases_line(task: TaskInfo) -> Text:
     """``✔fetching ✔waiting ▶spawned ·exited …``: how far the current attempt got."""
     reached = task.phase.rank if task.phase else -1
-    done = task.state.terminal and task.phase == TaskPhase.COMMITTED
+    done = task.state.terminal  # nothing is in progress any more
     line = Text()
     for phase in TaskPhase:
         if line:
@@ -101,7 +102,7 @@ def phases_line(task: TaskInfo) -> Text:
     return line
 
 
-def result_section(task: TaskInfo) -> Group:
+def result_section(task: TaskInfo, tz: tzinfo | None) -> Group:
     duration = None
     if task.started_at and task.finished_at:
         duration = format_duration((task.finished_at - task.started_at).total_seconds())
@@ -117,8 +118,8 @@ def result_section(task: TaskInfo) -> Group:
                 ("message", task.message),
                 ("worker", task.worker),
                 ("attempt", f"{task.attempt} of at most {task.max_attempts}"),
-                ("started", _when(task.started_at) if task.started_at else None),
-                ("finished", _when(task.finished_at) if task.finished_at else None),
+                ("started", _when(task.started_at, tz) if task.started_at else None),
+                ("finished", _when(task.finished_at, tz) if task.finished_at else None),
                 ("duration", duration),
                 ("cancelled", f"by {task.cancelled_by}" if task.cancelled_by else None),
                 ("downstream", task.downstream_error),
@@ -127,10 +128,10 @@ def result_section(task: TaskInfo) -> Group:
     )
 
 
-def attempts_section(task: TaskInfo) -> Group | None:
+def attempts_section(task: TaskInfo, tz: tzinfo | None) -> Group | None:
     if not task.attempts:
         return None
-    table = Table(box=None, padding=(0, 1, 0, 0), expand=True, header_style="bold")
+    table = Table(box=None, padding=(0, 2, 0, 0), header_style="bold")
     for title in ("#", "WORKER", "STARTED", "ENDED", "OUTCOME", "EXIT", "REASON"):
         table.add_column(title, no_wrap=title != "REASON")
     for a in task.attempts:
@@ -138,8 +139,8 @@ def attempts_section(task: TaskInfo) -> Group | None:
         table.add_row(
             str(a.attempt),
             short_id(a.worker),
-            f"{a.started_at.astimezone():%H:%M:%S}",
-            f"{a.ended_at.astimezone():%H:%M:%S}" if a.ended_at else "-",
+            _when(a.started_at, tz, "%H:%M:%S"),
+            _when(a.ended_at, tz, "%H:%M:%S"),
             a.state,
             "" if exit_text is None else str(exit_text),
             str(a.reason or a.message or ""),
@@ -147,9 +148,9 @@ def attempts_section(task: TaskInfo) -> Group | None:
     return _section("Attempts", table)
 
 
-def artifacts_section(artifacts: list[ArtifactInfo]) -> Group:
+def artifacts_section(artifacts: list[ArtifactInfo], tz: tzinfo | None) -> Group:
     if not artifacts:
-        return _section("Artifacts", Text("none (a keeps them: a)", style="dim"))
+        return _section("Artifacts", Text("none", style="dim"))
     table = Table(box=None, padding=(0, 1, 0, 0), header_style="bold")
     for title in ("TYPE", "SIZE", "CREATED", "BY"):
         table.add_column(title, no_wrap=True)
@@ -157,7 +158,7 @@ def artifacts_section(artifacts: list[ArtifactInfo]) -> Group:
         table.add_row(
             str(artifact.type),
             format_size(artifact.size),
-            _when(artifact.created_at),
+            _when(artifact.created_at, tz),
             artifact.uploaded_by,
         )
     return _section("Artifacts  (a: download)", table)
@@ -208,9 +209,9 @@ class TaskDetailsScreen(TaskActions, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(f"Task {self.task_id}", id="details-header")
         with VerticalScroll(id="details-body"):
-            yield Static("Loading…", id="details-main")
-            yield Label("Linked tasks  (Enter opens)", id="details-links-title")
+            yield Label("Linked tasks  (Enter opens, Tab moves here)", id="details-links-title")
             yield OptionList(id="details-links", compact=True)
+            yield Static("Loading…", id="details-main")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -255,14 +256,15 @@ class TaskDetailsScreen(TaskActions, Screen[None]):
         header.append(f"{info.group}#{info.seq}  ")
         header.append(state_text(info), style=_STATE_STYLES.get(info.state, ""))
         self.query_one("#details-header", Static).update(header)
-        parts: list[RenderableType] = [result_section(info)]
+        tz = self.mitosis.clock().tzinfo
+        parts: list[RenderableType] = [result_section(info, tz)]
         if self.explain is not None:
             parts.append(pending_section(self.explain))
-        parts.append(spec_section(info))
-        attempts = attempts_section(info)
+        parts.append(spec_section(info, tz))
+        attempts = attempts_section(info, tz)
         if attempts is not None:
             parts.append(attempts)
-        parts.append(artifacts_section(self.artifacts))
+        parts.append(artifacts_section(self.artifacts, tz))
         self.query_one("#details-main", Static).update(Group(*parts))
         linked = links(info)
         options = self.query_one("#details-links", OptionList)
@@ -270,6 +272,8 @@ class TaskDetailsScreen(TaskActions, Screen[None]):
         options.add_options(
             Option(f"{how:<22} {short_id(task)}", id=str(task)) for how, task in linked
         )
+        if linked:
+            options.highlighted = 0
         options.display = bool(linked)
         self.query_one("#details-links-title").display = bool(linked)
 

@@ -218,7 +218,8 @@ class LogView(ScrollView, can_focus=True):
             self._scrolling = False
 
     def _scroll_end(self) -> None:
-        self._jump_to(max(0, self.virtual_size.height - self.size.height))
+        # After the next refresh, when the new height is laid out (as Textual's Log does).
+        self.scroll_end(animate=False, x_axis=False)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)

@@ -10,6 +10,7 @@ task); the live stream would bring the change anyway, this just makes it immedia
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from textual.binding import Binding
@@ -30,8 +31,9 @@ __all__ = ["TASK_BINDINGS", "TaskActions"]
 TASK_BINDINGS = [
     Binding("l", "logs", "Logs", tooltip="Follow the task's output"),
     Binding("c", "cancel_tasks", "Cancel", tooltip="Cancel the selected (or focused) tasks"),
-    Binding("r", "rerun", "Re-run", tooltip="Submit a copy of each task again"),
-    # Not in the footer (80 columns hold only so many); in ? help and the palette.
+    # The rest are not in the footer (80 columns hold only so many): ? help and the palette
+    # list them.
+    Binding("r", "rerun", "Re-run", show=False, tooltip="Submit a copy of each task again"),
     Binding(
         "e",
         "edit_labels",
@@ -67,6 +69,13 @@ class TaskActions:
     def mitosis(self) -> MitosisApp:
         return cast("MitosisApp", self.app)  # type: ignore[attr-defined]
 
+    def _confirm(self, question: str, yes: str, then: Callable[[], object]) -> None:
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                then()
+
+        self.mitosis.push_screen(ConfirmScreen(question, yes), answered)
+
     def _targets_or_say(self) -> list[uuid.UUID]:
         targets = self.target_uuids()
         if not targets:
@@ -99,13 +108,8 @@ class TaskActions:
         if not targets:
             return
         what = short_id(targets[0]) if len(targets) == 1 else _count(len(targets))
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.cancel_tasks(targets)
-
         question = f"Cancel {what}? Running tasks are killed."
-        self.mitosis.push_screen(ConfirmScreen(question, "Cancel"), confirmed)
+        self._confirm(question, "Cancel", lambda: self.cancel_tasks(targets))
 
     @api_work(group="task-action")
     async def cancel_tasks(self, targets: list[uuid.UUID]) -> None:
@@ -125,13 +129,8 @@ class TaskActions:
         if len(targets) == 1:
             self.rerun(targets)
             return
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.rerun(targets)
-
         question = f"Submit a copy of each of the {_count(len(targets))}?"
-        self.mitosis.push_screen(ConfirmScreen(question, "Re-run"), confirmed)
+        self._confirm(question, "Re-run", lambda: self.rerun(targets))
 
     @api_work(group="task-action")
     async def rerun(self, targets: list[uuid.UUID]) -> None:

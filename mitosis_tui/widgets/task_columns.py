@@ -20,6 +20,8 @@ from mitosis_tui.commands.tasks import STATE_SYMBOLS
 __all__ = ["COLUMNS", "Column", "compact_age", "layout", "short_id", "state_text"]
 
 GAP = 1  # cells between columns
+COMMAND_EXTRA = 40  # spare cells COMMAND takes first
+LIST_EXTRA = 14  # then TAGS and LABELS, each
 MARK_WIDTH = 2  # the selection mark before the first column
 
 
@@ -74,7 +76,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("command", "COMMAND", 14, 0, lambda t, _: " ".join(t.command)),
     Column("tags", "TAGS", 10, 8, lambda t, _: ",".join(t.tags)),
     Column("labels", "LABELS", 10, 6, lambda t, _: ",".join(t.labels)),
-    Column("priority", "PRIO", 4, 4, lambda t, _: str(t.priority), True, TaskSort.PRIORITY),
+    Column("priority", "PRIO", 5, 4, lambda t, _: str(t.priority), True, TaskSort.PRIORITY),
     Column("worker", "WORKER", 8, 7, lambda t, _: short_id(t.worker)),
     Column("phase", "PHASE", 9, 5, lambda t, _: t.phase or ""),
     Column(
@@ -92,7 +94,8 @@ COLUMNS: tuple[Column, ...] = (
 
 
 def layout(width: int) -> list[tuple[Column, int]]:
-    """The columns that fit in ``width`` cells, each with the width it gets."""
+    """The columns that fit in ``width`` cells, each with the width it gets: spare cells go
+    to COMMAND (up to ``COMMAND_EXTRA``), then to TAGS and LABELS, then to COMMAND again."""
     shown = list(COLUMNS)
     while True:
         fixed = sum(c.width for c in shown) + GAP * (len(shown) - 1) + MARK_WIDTH
@@ -101,4 +104,10 @@ def layout(width: int) -> list[tuple[Column, int]]:
         worst = max(shown, key=lambda c: c.drop)
         shown.remove(worst)
     spare = max(0, width - fixed)
-    return [(c, c.width + (spare if c.key == "command" else 0)) for c in shown]
+    extra = {"command": min(spare, COMMAND_EXTRA)}
+    spare -= extra["command"]
+    lists = [c.key for c in shown if c.key in ("tags", "labels")]
+    for key in lists:
+        extra[key] = min(spare // len(lists), LIST_EXTRA)
+    extra["command"] += spare - sum(extra.get(key, 0) for key in lists)
+    return [(c, c.width + extra.get(c.key, 0)) for c in shown]

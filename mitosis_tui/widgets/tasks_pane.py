@@ -63,9 +63,9 @@ class TasksPane(TaskActions, Pane):
         *TASK_BINDINGS,
         Binding("n", "new_task", "New", tooltip="Submit a task (form)"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter: text, tag:, …"),
-        Binding("space", "toggle_select", "Select", tooltip="Select or unselect the task"),
+        Binding("space", "toggle_select", "Select", key_display="␣", tooltip="Select or unselect"),
         Binding("escape", "clear_selection", "Unselect", show=False, tooltip="Clear selection"),
-        Binding("f", "quick_filter(1)", "States", tooltip="Next state quick-filter"),
+        Binding("f", "quick_filter(1)", "States", show=False, tooltip="Next state quick-filter"),
         Binding("F", "quick_filter(-1)", "States back", show=False, tooltip="Previous one"),
         Binding("s", "next_sort", "Sort", show=False, tooltip="Sort by age or priority, ▼▲"),
         Binding("g", "choose_group", "Group", show=False, tooltip="Choose the group shown"),
@@ -236,7 +236,10 @@ class TasksPane(TaskActions, Pane):
             if self.group and self.group not in event.groups:
                 continue
             relevant = True
-            index = self.window.patch(uuid.UUID(event.object_id), event.payload)
+            try:
+                index = self.window.patch(uuid.UUID(event.object_id), event.payload)
+            except ValueError:  # not a task this client understands: the re-read covers it
+                continue
             if index is not None:
                 self.table.refresh_lines(index + 1)
         if relevant:

@@ -10,6 +10,7 @@ random port); a transport carries its requests to the real port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 import time
@@ -27,6 +28,7 @@ from mitosis_server.app import create_app
 from mitosis_server.config import CoordinatorSettings
 from mitosis_tui.app import MitosisApp
 from tests.conftest import ADMIN, free_port
+from tests.e2e.processes import start_worker, stop_process
 
 URL = "http://mitosis.test"
 FROZEN_NOW = datetime(2030, 1, 2, 12, 0, 0, tzinfo=UTC)
@@ -102,7 +104,7 @@ def remember(cache, connect):
     return _remember
 
 
-async def until(pilot, predicate: Callable[[], object], timeout: float = 5.0, what: str = ""):
+async def until(pilot, predicate: Callable[[], object], timeout: float = 10.0, what: str = ""):
     """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -178,7 +180,8 @@ class ServedCoordinator:
             lifespan="on",
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=5,
+            # Open event streams notice a closed client only at their next write.
+            timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="coordinator", daemon=True)
@@ -234,3 +237,80 @@ def remember_sync(served: ServedCoordinator, cache: CredentialCache, user: str, 
     with Client(served.url) as client:
         reply = client.login(user, pw)
     cache.put(URL, reply.username, reply.token, reply.expires_at)
+
+
+@pytest.fixture
+async def lab(make_user):
+    """alice, admin of group lab (and of her personal group); her SDK client."""
+    alice = await make_user("alice")
+    await alice.create_group("lab")
+    return alice
+
+
+@pytest.fixture
+def real_worker(served, tmp_path, lab):
+    """A real ``mitosis-worker`` process acting for alice, running lab's (and alice's) tasks
+    in real subprocesses; stopped (SIGTERM, then killed) at the end."""
+    process = start_worker(
+        served,
+        tmp_path / "worker-home",
+        tmp_path / "worker.log",
+        "-u",
+        "alice",
+        "-p",
+        "pw",
+        "-g",
+        "lab",
+        "--slots",
+        "2",
+        "--work-dir",
+        str(tmp_path / "worker-work"),
+        "--grace",
+        "2s",
+        "--shutdown-grace",
+        "5s",
+    )
+    yield process
+    stop_process(process, timeout=20)
+
+
+async def open_tasks(pilot):
+    """The Tasks pane, once its first page and the live stream are there."""
+    app = pilot.app
+    await until(pilot, lambda: app.main_screen.query("#tasks-pane"), what="the pane")
+    pane = app.main_screen.pane("tasks")
+    await until(pilot, lambda: pane.window.total is not None, what="the first page")
+    await until(pilot, lambda: app.stream_state == "live", what="the live stream")
+    await settle(pilot)
+    return pane
+
+
+@pytest.fixture
+def alice_tasks(make_tui, remember):
+    """``async with alice_tasks() as (pilot, pane)``: the app logged in as alice, on the
+    Tasks pane (loaded and live)."""
+
+    @contextlib.asynccontextmanager
+    async def run(size: tuple[int, int] = SIZE):
+        await remember("alice")
+        app = make_tui()
+        async with app.run_test(size=size) as pilot:
+            yield pilot, await open_tasks(pilot)
+
+    return run
+
+
+async def until_row(pilot, pane, predicate, what: str, timeout: float = 20.0):
+    """Wait until a held row of the Tasks pane satisfies ``predicate``; return it."""
+    found = []
+
+    def check() -> bool:
+        for index in range(min(pane.window.total or 0, 200)):
+            task = pane.window.row(index)
+            if task is not None and predicate(task):
+                found.append(task)
+                return True
+        return False
+
+    await until(pilot, check, timeout=timeout, what=what)
+    return found[0]
