@@ -4,7 +4,9 @@ A group may hold 100,000 tasks; the Tasks pane never loads them. The coordinator
 (``total``) and serves pages; this model keeps at most ``KEEP`` chunks of ``CHUNK`` rows near
 the viewport and says which chunks the viewport still needs. A chunk that directly follows
 a fresh one is asked for with that chunk's cursor (the coordinator's stable keyset paging),
-any other by offset (a jump with End or the scroll bar).
+any other by offset (a jump with End or the scroll bar) — and a chunk in the far half of the
+query by offset from the other end, in reverse order, so the coordinator never skips more
+than half of the rows (an ``OFFSET`` costs what it skips).
 
 Live updates: an event patches the row it names at once (state, phase, exit code…); then
 every held chunk is marked stale and the visible ones are read again, so rows that entered
@@ -84,7 +86,8 @@ class TaskWindow:
 
     def wanted(self, first: int, last: int) -> list[int]:
         """Chunks to fetch for rows ``first..last`` (inclusive): the visible ones that are
-        missing or stale first, then a missing neighbour on each side (read ahead)."""
+        missing or stale first, then the missing neighbours (read ahead: one before, two
+        after, so paging down seldom waits for the coordinator)."""
         if self.total is None or (self.total == 0 and not self._counted):
             return [max(first, 0) // CHUNK]
         if self.total == 0:
@@ -93,16 +96,27 @@ class TaskWindow:
         first = max(0, min(first, last))
         visible = range(first // CHUNK, last // CHUNK + 1)
         needed = [n for n in visible if n not in self._chunks or not self._chunks[n].fresh]
-        ahead = [visible.stop, visible.start - 1]
+        ahead = [visible.stop, visible.start - 1, visible.stop + 1]
         needed += [n for n in ahead if 0 <= n * CHUNK < self.total and n not in self._chunks]
         return needed
 
     def page_request(self, number: int) -> dict[str, Any]:
-        """``offset``/``cursor``/``limit`` of the query that reads chunk ``number``."""
+        """How to read chunk ``number``: ``cursor``/``offset``/``limit`` of the query, and
+        ``reverse`` when it is read in the opposite order (the far half of a long query,
+        so the coordinator never skips more than half the rows)."""
         before = self._chunks.get(number - 1)
         if before is not None and before.fresh and before.next_cursor:
-            return {"cursor": before.next_cursor, "offset": 0, "limit": CHUNK}
-        return {"cursor": None, "offset": number * CHUNK, "limit": CHUNK}
+            return {"cursor": before.next_cursor, "offset": 0, "limit": CHUNK, "reverse": False}
+        start = number * CHUNK
+        if self.total is not None and start > self.total // 2:
+            end = min(start + CHUNK, self.total)
+            return {
+                "cursor": None,
+                "offset": self.total - end,
+                "limit": end - start,
+                "reverse": True,
+            }
+        return {"cursor": None, "offset": start, "limit": CHUNK, "reverse": False}
 
     # -- changes -------------------------------------------------------------------------
 
@@ -114,12 +128,16 @@ class TaskWindow:
         self._index.clear()
         return self.generation
 
-    def store(self, number: int, page: TaskPage, generation: int) -> bool:
-        """Keep a page read for chunk ``number``; False when it belongs to an older query."""
+    def store(self, number: int, page: TaskPage, generation: int, reverse: bool = False) -> bool:
+        """Keep a page read for chunk ``number`` (``reverse``: read in the opposite order);
+        False when it belongs to an older query."""
         if generation != self.generation:
             return False
         self.total, self._counted = page.total, True
-        self._chunks[number] = _Chunk(page.tasks, page.next_cursor)
+        if reverse:  # its cursor continues the other way: of no use going forwards
+            self._chunks[number] = _Chunk(page.tasks[::-1], None)
+        else:
+            self._chunks[number] = _Chunk(page.tasks, page.next_cursor)
         limit = (page.total + CHUNK - 1) // CHUNK
         for beyond in [n for n in self._chunks if n >= limit]:
             del self._chunks[beyond]

@@ -2,7 +2,9 @@
 
 Every coordinator call goes through :meth:`MitosisApp.call`, which shows a failure to the
 user (notification, output panel, the login screen on 401) and raises :class:`Reported`.
-This decorator ends such a worker quietly; any other exception is a bug and still surfaces.
+This decorator ends such a worker quietly, and also one whose widget was removed while its
+call was in flight (the user closed the screen, or quit): there is nothing left to show the
+answer in. Any other exception is a bug and still surfaces.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from textual import work
+from textual.css.query import NoMatches
+from textual.dom import DOMNode
 
 
 class Reported(Exception):
@@ -23,10 +27,15 @@ def api_work(group: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[.
 
     def decorate(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         @functools.wraps(method)
-        async def quietly(*args: Any, **kwargs: Any) -> Any:
+        async def quietly(node: DOMNode, *args: Any, **kwargs: Any) -> Any:
             try:
-                return await method(*args, **kwargs)
+                return await method(node, *args, **kwargs)
             except Reported:
+                return None
+            except NoMatches:
+                # Textual flags every node of a subtree it is removing (as its signals do).
+                if node.is_attached and not (node._pruning or node._closing):
+                    raise
                 return None
 
         return work(exclusive=True, group=group)(quietly)

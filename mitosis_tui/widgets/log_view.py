@@ -25,8 +25,9 @@ from rich.style import Style
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from mitosis_tui.widgets.line_view import LineView
 
 __all__ = ["MAX_LINES", "LogEntry", "LogView"]
 
@@ -47,7 +48,7 @@ def _clean(text: str) -> str:
     return "".join(c if c >= " " or c == "\t" else "�" for c in text).expandtabs(4)
 
 
-class LogView(ScrollView, can_focus=True):
+class LogView(LineView, can_focus=True):
     COMPONENT_CLASSES = {"log-view--stderr", "log-view--marker", "log-view--match"}
 
     BINDINGS = [
@@ -244,7 +245,7 @@ class LogView(ScrollView, can_focus=True):
         width = self.size.width
         row = scroll_y + y
         if row >= self._row_count():
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self.style_of())
         if self.wrap:
             number, start = self._rows[row]
             index = number - self.dropped
@@ -257,16 +258,16 @@ class LogView(ScrollView, can_focus=True):
             text, first = _clean(entry.text), True
         strip = self._line_strip(entry, text, first, self.dropped + index == self.match)
         if not self.wrap:
-            strip = strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
-        return strip.crop_extend(0, width, self.rich_style)
+            strip = strip.crop_extend(scroll_x, scroll_x + width, self.style_of())
+        return strip.crop_extend(0, width, self.style_of())
 
     def _line_strip(self, entry: LogEntry, text: str, first: bool, current: bool) -> Strip:
-        base = self.rich_style
+        base = self.style_of()
         if entry.stream == "stderr":
-            style = base + self.get_component_rich_style("log-view--stderr")
+            style = base + self.style_of("log-view--stderr")
             gutter = "▌ " if first else "  "
         elif entry.stream == "marker":
-            style = base + self.get_component_rich_style("log-view--marker")
+            style = base + self.style_of("log-view--marker")
             gutter = "  "
         else:
             style, gutter = base, "  "
@@ -279,7 +280,7 @@ class LogView(ScrollView, can_focus=True):
         needle = self.pattern.lower()
         if not needle or needle not in text.lower():
             return [Segment(text, style)]
-        match = style + self.get_component_rich_style("log-view--match")
+        match = style + self.style_of("log-view--match")
         if current:
             match += Style(reverse=True)
         segments, lower, start = [], text.lower(), 0

@@ -24,10 +24,10 @@ from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mitosis_sdk.schemas import TaskInfo, TaskSort, TaskState
+from mitosis_tui.widgets.line_view import LineView
 from mitosis_tui.widgets.task_columns import GAP, MARK_WIDTH, Column, layout
 
 __all__ = ["RowSource", "TaskTable"]
@@ -53,7 +53,7 @@ def _fit(text: str, width: int, right: bool = False) -> str:
     return pad + text if right else text + pad
 
 
-class TaskTable(ScrollView, can_focus=True):
+class TaskTable(LineView, can_focus=True):
     COMPONENT_CLASSES = {
         "task-table--header",
         "task-table--cursor",
@@ -71,7 +71,8 @@ class TaskTable(ScrollView, can_focus=True):
         Binding("end", "last", "Last task", show=False),
     ]
 
-    cursor_row: reactive[int] = reactive(0, init=False)
+    # Moving the cursor redraws two lines itself; a repainting reactive would redraw all.
+    cursor_row: reactive[int] = reactive(0, init=False, repaint=False)
 
     class NeedRows(Message):
         """Rows ``first..last`` are (or are about to be) on screen."""
@@ -198,18 +199,18 @@ class TaskTable(ScrollView, can_focus=True):
         index = self.first_visible + y - 1
         total = self.source.total
         if total == 0 and y == 1 and self.empty_text:
-            style = self.get_component_rich_style("task-table--placeholder")
+            style = self.style_of("task-table--placeholder")
             return Strip([Segment(_fit(f"  {self.empty_text}", width), style)], width)
         if total is None or index >= total:
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self.style_of())
         task = self.source.row(index)
         if task is None:
-            style = self.get_component_rich_style("task-table--placeholder")
+            style = self.style_of("task-table--placeholder")
             return Strip([Segment(_fit("  …", width), style)], width)
         return self._row(task, index == self.cursor_row, width)
 
     def _header(self, width: int) -> Strip:
-        style = self.get_component_rich_style("task-table--header")
+        style = self.style_of("task-table--header")
         sort, descending = self.sort
         cells = []
         for column, cell_width in self.columns():
@@ -221,11 +222,11 @@ class TaskTable(ScrollView, can_focus=True):
         return Strip([Segment(_fit(text, width), style)], width)
 
     def _row(self, task: TaskInfo, is_cursor: bool, width: int) -> Strip:
-        base = self.rich_style
+        base = self.style_of()
         if is_cursor:
-            base += self.get_component_rich_style("task-table--cursor")
+            base += self.style_of("task-table--cursor")
         selected = self.source.is_selected(task.uuid)
-        mark_style = base + self.get_component_rich_style("task-table--selected")
+        mark_style = base + self.style_of("task-table--selected")
         segments = [Segment("● " if selected else "  ", mark_style if selected else base)]
         now = self.source.now()
         gap = Segment(" " * GAP, base)
@@ -242,7 +243,7 @@ class TaskTable(ScrollView, can_focus=True):
         return Strip(segments, width).crop(0, width)
 
     def _state_style(self, state: TaskState, base: Style, is_cursor: bool) -> Style:
-        state_style = self.get_component_rich_style(f"task-table--{state}")
+        state_style = self.style_of(f"task-table--{state}")
         if is_cursor:  # keep the cursor's background, take the state's colour and weight
             return base + Style(color=state_style.color, bold=state_style.bold)
         return base + state_style

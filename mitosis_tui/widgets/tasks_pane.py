@@ -85,6 +85,7 @@ class TasksPane(TaskActions, Pane):
         self._refetch_timer = None
         self._last_refetch = 0.0
         self._goto: uuid.UUID | None = None
+        self.table = TaskTable(self, id="tasks-table")  # held: workers use it after awaits
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="tasks-toolbar"):
@@ -101,7 +102,7 @@ class TasksPane(TaskActions, Pane):
             id="tasks-filter",
             compact=True,
         )
-        yield TaskTable(self, id="tasks-table")
+        yield self.table
         yield Static(id="tasks-summary")
 
     def on_mount(self) -> None:
@@ -109,10 +110,6 @@ class TasksPane(TaskActions, Pane):
         self.watch(self.mitosis, "identity", self._identity_changed)
         self.set_interval(1.0, self._tick)
         self._show_summary()
-
-    @property
-    def table(self) -> TaskTable:
-        return self.query_one(TaskTable)
 
     # -- the RowSource the table reads -------------------------------------------------
 
@@ -135,18 +132,22 @@ class TasksPane(TaskActions, Pane):
 
     # -- the query -----------------------------------------------------------------------
 
-    def query_for(self, chunk: int) -> TaskQuery:
+    def query_for(self, chunk: int) -> tuple[TaskQuery, bool]:
+        """The query that reads ``chunk``, and whether it reads it in reverse order."""
         sort, descending = SORTS[self.sort_index]
         fields = dict(self.filter_fields)
         if "states" not in fields:
             fields["states"] = list(QUICK_FILTERS[self.quick][1])
-        return TaskQuery(
+        page = self.window.page_request(chunk)
+        reverse = page.pop("reverse")
+        query = TaskQuery(
             group=self.group or None,
             sort=sort,
-            order=SortOrder.DESC if descending else SortOrder.ASC,
+            order=SortOrder.DESC if descending != reverse else SortOrder.ASC,
             **fields,
-            **self.window.page_request(chunk),
+            **page,
         )
+        return query, reverse
 
     def _requery(self) -> None:
         """The filter, sort or group changed: start from the top."""
@@ -200,10 +201,10 @@ class TasksPane(TaskActions, Pane):
                 if not wanted:
                     break
                 generation, number = self.window.generation, wanted[0]
-                query = self.query_for(number)
+                query, reverse = self.query_for(number)
                 anchor = self._anchor()
                 page = await self.mitosis.call(lambda c, q=query: c.query_tasks(q))
-                if self.window.store(number, page, generation):
+                if self.window.store(number, page, generation, reverse):
                     self._stored(anchor)
         finally:
             if self._fetcher is me:

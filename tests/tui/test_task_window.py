@@ -41,21 +41,43 @@ def test_before_the_first_page_the_first_chunk_is_wanted():
     assert TaskWindow().wanted(0, 20) == [0]
 
 
-def test_visible_chunks_come_first_then_one_neighbour_each_side():
-    """Rows 150-260 of 1,000 need chunks 1 and 2, then 3 and 0 ahead."""
+def test_visible_chunks_come_first_then_the_neighbours():
+    """Rows 150-260 of 1,000 need chunks 1 and 2, then 3, 0 and 4 ahead."""
     window = TaskWindow()
     window.store(5, page(500, 1000), window.generation)
-    assert window.wanted(150, 260) == [1, 2, 3, 0]
+    assert window.wanted(150, 260) == [1, 2, 3, 0, 4]
 
 
 def test_a_chunk_after_a_fresh_one_is_read_with_its_cursor():
     """Keyset paging continues from the chunk before; a jump uses the offset."""
     window = TaskWindow()
     window.store(0, page(0, 1000, cursor="c1"), window.generation)
-    assert window.page_request(1) == {"cursor": "c1", "offset": 0, "limit": CHUNK}
-    assert window.page_request(7) == {"cursor": None, "offset": 7 * CHUNK, "limit": CHUNK}
+    assert window.page_request(1) == {
+        "cursor": "c1",
+        "offset": 0,
+        "limit": CHUNK,
+        "reverse": False,
+    }
+    assert window.page_request(3) == {
+        "cursor": None,
+        "offset": 3 * CHUNK,
+        "limit": CHUNK,
+        "reverse": False,
+    }
     window.mark_stale()
     assert window.page_request(1)["cursor"] is None  # a stale cursor may skip rows
+
+
+def test_the_far_half_is_read_from_the_other_end():
+    """Chunk 9 of 950 rows: the first 50 rows of the reversed query, stored turned round."""
+    window = TaskWindow()
+    window.store(0, page(0, 950), window.generation)
+    request = window.page_request(9)
+    assert request == {"cursor": None, "offset": 0, "limit": 50, "reverse": True}
+    reversed_rows = TaskPage(tasks=[task(n) for n in range(949, 899, -1)], total=950)
+    window.store(9, reversed_rows, window.generation, reverse=True)
+    assert [window.row(i).seq for i in (900, 949)] == [900, 949]
+    assert window.page_request(10)["cursor"] is None  # its cursor runs the other way
 
 
 def test_pages_of_an_older_query_are_dropped():
