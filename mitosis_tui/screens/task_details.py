@@ -111,7 +111,7 @@ def result_section(task: TaskInfo, tz: tzinfo | None) -> Group:
         _fields(
             [
                 ("state", state_text(task)),
-                ("phase", phases_line(task) if task.state != TaskState.PENDING else None),
+                ("phase", phases_line(task) if task.phase is not None else None),
                 ("exit code", task.exit_code),
                 ("signal", task.signal),
                 ("reason", task.reason),

@@ -51,6 +51,11 @@ def _duration(task: TaskInfo, now: datetime) -> str:
     return format_duration((end - task.started_at).total_seconds()) if end else ""
 
 
+def _phase(task: TaskInfo, _now: datetime) -> str:
+    """Where a running attempt is; nothing once the task has ended (the state says it)."""
+    return str(task.phase or "") if task.state == TaskState.RUNNING else ""
+
+
 def _exit(task: TaskInfo, _now: datetime) -> str:
     if task.signal is not None:
         return f"s{task.signal}"
@@ -78,7 +83,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("labels", "LABELS", 10, 6, lambda t, _: ",".join(t.labels)),
     Column("priority", "PRIO", 5, 4, lambda t, _: str(t.priority), True, TaskSort.PRIORITY),
     Column("worker", "WORKER", 8, 7, lambda t, _: short_id(t.worker)),
-    Column("phase", "PHASE", 9, 5, lambda t, _: t.phase or ""),
+    Column("phase", "PHASE", 9, 5, _phase),
     Column(
         "age",
         "AGE",

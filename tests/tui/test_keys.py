@@ -7,22 +7,28 @@ from textual.command import CommandPalette
 
 from mitosis_tui.palette import MitosisCommands, palette_actions
 from mitosis_tui.panes import PANES
+from mitosis_tui.screens.artifacts import ArtifactsScreen
 from mitosis_tui.screens.help import HelpScreen
+from mitosis_tui.screens.logs import LogsScreen
+from mitosis_tui.screens.task_details import TaskDetailsScreen
 from tests.tui.conftest import screen_text, settle, until
 
 
 async def test_help_lists_every_binding(make_tui, remember):
-    """? shows each pane's keys and the global ones, with their descriptions."""
+    """? shows each pane's keys, those of task details, logs and artifacts, and the global
+    ones, with their descriptions."""
     await remember("mitosis_admin", "mitosis_admin")
     app = make_tui()
-    async with app.run_test(size=(110, 100)) as pilot:  # tall enough for every section
+    async with app.run_test(size=(110, 150)) as pilot:  # tall enough for every section
         await settle(pilot)
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         await pilot.pause(0.2)  # laid out and drawn
         text = screen_text(app)
-        for spec in PANES:
-            for binding in Binding.make_bindings(spec.pane_class.BINDINGS):
+        screens = [spec.pane_class for spec in PANES]
+        screens += [TaskDetailsScreen, LogsScreen, ArtifactsScreen]
+        for screen in screens:
+            for binding in Binding.make_bindings(screen.BINDINGS):
                 assert (binding.tooltip or binding.description) in text
         for expected in ("Quit", "Command palette", "Run a batch command", "Back"):
             assert expected in text
