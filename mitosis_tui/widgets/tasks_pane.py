@@ -26,7 +26,7 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Input, Select, Static
+from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from mitosis_sdk.schemas import Role, SortOrder, TaskInfo, TaskQuery, TaskSort
@@ -97,11 +97,13 @@ class TasksPane(TaskActions, Pane):
                 id="tasks-group",
             )
             yield StateChips(id="tasks-states")
-        yield Input(
-            placeholder="filter: words in the command, tag:T label:L state:S creator:U exit:!=0",
-            id="tasks-filter",
-            compact=True,
-        )
+        with Horizontal(id="tasks-filter-row"):
+            yield Label("/", id="tasks-filter-prompt")
+            yield Input(
+                placeholder="words in the command, tag:T label:L state:S creator:U exit:!=0",
+                id="tasks-filter",
+                compact=True,
+            )
         yield self.table
         yield Static(id="tasks-summary")
 
@@ -296,9 +298,12 @@ class TasksPane(TaskActions, Pane):
 
     # -- filters, sort, selection --------------------------------------------------------
 
+    def _filter_line(self, shown: bool) -> None:
+        self.query_one("#tasks-filter-row").set_class(shown, "-open")
+
     def action_filter(self) -> None:
         field = self.query_one("#tasks-filter", Input)
-        field.add_class("-open")
+        self._filter_line(True)
         field.value = self.filter_text
         field.focus()
 
@@ -312,8 +317,7 @@ class TasksPane(TaskActions, Pane):
             self.notify(str(exc), title="Filter", severity="error", markup=False)
             return
         self.filter_text, self.filter_fields = event.value.strip(), fields
-        if not self.filter_text:
-            event.input.remove_class("-open")
+        self._filter_line(bool(self.filter_text))
         self.table.focus()
         self._requery()
 
@@ -321,8 +325,7 @@ class TasksPane(TaskActions, Pane):
         field = self.query_one("#tasks-filter", Input)
         if event.key == "escape" and field.has_focus:
             event.stop()
-            if not self.filter_text:
-                field.remove_class("-open")
+            self._filter_line(bool(self.filter_text))
             field.value = self.filter_text
             self.table.focus()
 
@@ -364,7 +367,8 @@ class TasksPane(TaskActions, Pane):
     def _show_summary(self) -> None:
         total = self.window.total
         text = Text()
-        text.append("counting…" if total is None else f"{total:,} tasks", style="bold")
+        count = "counting…" if total is None else f"{total:,} task{'' if total == 1 else 's'}"
+        text.append(count, style="bold")
         if self.selected:
             text.append(f"  │  {len(self.selected)} selected", style="bold")
         sort, descending = SORTS[self.sort_index]
