@@ -28,22 +28,29 @@ def texts(view: LogView, stream: str | None = None) -> list[str]:
 
 
 async def test_live_lines_arrive_while_the_task_runs_then_the_end_marker(
-    alice_tasks, real_worker, lab
+    alice_tasks, real_worker, lab, tmp_path
 ):
-    """stdout and stderr lines appear as the worker ships them, each stream marked; when
-    the task ends the view says the live stream ended."""
-    script = "for i in 1 2 3 4 5; do echo out $i; echo err $i >&2; sleep 0.4; done"
+    """stdout and stderr lines appear as the worker ships them, each stream marked, while
+    the task still runs; when it ends the view says the live stream ended."""
+    go_on = tmp_path / "go-on"  # the task waits for it after its first lines
+    script = (
+        "for i in 1 2 3; do echo out $i; echo err $i >&2; done; "
+        f"while [ ! -e {go_on} ]; do sleep 0.1; done; "
+        "for i in 4 5; do echo out $i; echo err $i >&2; done"
+    )
     task = await submit(lab, "sh", "-c", script, group="lab")
     async with alice_tasks() as (pilot, pane):
         await until_row(pilot, pane, lambda t: t.state == TaskState.RUNNING, what="running")
         screen = await open_logs(pilot, pane, task)
         view = screen.view
-        await until(pilot, lambda: "out 1" in texts(view), what="a first line", timeout=20)
+        await until(pilot, lambda: "err 3" in texts(view), what="the first lines", timeout=20)
         assert not screen.ended
+        assert "── live stream ended ──" not in texts(view)
+        go_on.touch()
         await until(pilot, lambda: "── live stream ended ──" in texts(view), timeout=30)
         assert texts(view, "stdout") == [f"out {i}" for i in range(1, 6)]
         assert texts(view, "stderr") == [f"err {i}" for i in range(1, 6)]
-        assert screen.ended
+        await until(pilot, lambda: screen.ended, what="the task's end read")
         assert all(e.at is not None for e in view.entries if e.stream != "marker")
 
 
@@ -90,8 +97,10 @@ async def test_search_finds_lines_and_save_writes_them(alice_tasks, lab, transpo
         app = pilot.app
         screen = await open_logs(pilot, pane, task)
         view = screen.view
-        await until(pilot, lambda: "boom at step 42" in texts(view), what="the lines")
+        await until(pilot, lambda: "── live stream ended ──" in texts(view), what="all lines")
+        await until(pilot, lambda: view.scroll_y == view.max_scroll_y > 0, what="at the end")
         await pilot.press("home")  # to the top: following stops
+        await until(pilot, lambda: view.scroll_y == 0, what="at the top")
         assert not view.follow
         await pilot.press("slash", *"step 4", "enter")
         assert view.match == 4

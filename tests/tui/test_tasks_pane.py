@@ -39,7 +39,7 @@ async def test_a_task_from_the_form_runs_to_completed_in_the_table(alice_tasks, 
         events_before = app.live.count
         await pilot.press("ctrl+s")
         task = await until_row(pilot, pane, lambda t: t.labels == ["tui"], what="the new row")
-        assert pane.focused_task().uuid == task.uuid
+        await until(pilot, lambda: pane.focused_task().uuid == task.uuid, what="cursor on it")
         assert task.command == ["sh", "-c", "echo from the form"]
         assert task.group == "lab"
         done = await until_row(
