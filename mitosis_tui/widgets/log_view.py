@@ -192,6 +192,8 @@ class LogView(LineView, can_focus=True):
 
     def on_resize(self) -> None:
         self._resize()
+        if self.follow:  # a new height moves the end
+            self._scroll_end()
 
     def _line_at(self, row: int) -> int:
         """The kept line (index into ``entries``) shown on ``row``."""
@@ -214,20 +216,21 @@ class LogView(LineView, can_focus=True):
     def _jump_to(self, y: int) -> None:
         self._scrolling = True
         try:
-            self.scroll_to(y=y, animate=False, immediate=True)
+            self.scroll_to(y=y, animate=False, immediate=True, force=True)
         finally:
             self._scrolling = False
 
     def _scroll_end(self) -> None:
-        # After the next refresh, when the new height is laid out (as Textual's Log does).
-        self.scroll_end(animate=False, x_axis=False)
+        # After the next refresh, when the new height is laid out (as Textual's Log does);
+        # forced, as the scroll bar that allows scrolling may not be there yet.
+        self.scroll_end(animate=False, x_axis=False, force=True)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
         if self._scrolling:
             return
-        if new < old and self.follow:
-            self.set_follow(False)  # the user scrolled up: stop following
+        if new < old and new < self.max_scroll_y and self.follow:
+            self.set_follow(False)  # the user scrolled up (not a clamp to a new end)
         elif new >= self.max_scroll_y and not self.follow and new > old:
             self.set_follow(True)  # back at the end: follow again
 

@@ -151,14 +151,18 @@ class TaskTable(LineView, can_focus=True):
         if follow:
             top = self.first_visible
             if index < top:
-                self.scroll_to(y=index, animate=False, immediate=True)
+                self._scroll(index)
             elif index >= top + self.visible_rows:
-                self.scroll_to(y=index - self.visible_rows + 1, animate=False, immediate=True)
+                self._scroll(index - self.visible_rows + 1)
+
+    def _scroll(self, y: float) -> None:
+        # Forced: right after the rows change, the scroll bar allowing it may not be laid out.
+        self.scroll_to(y=y, animate=False, immediate=True, force=True)
 
     def shift(self, delta: int) -> None:
         """Rows were inserted (or removed) above the cursor: keep the same rows in view."""
         self.cursor_row = max(0, self.cursor_row + delta)
-        self.scroll_to(y=max(0, self.scroll_y + delta), animate=False, immediate=True)
+        self._scroll(max(0, self.scroll_y + delta))
         self.refresh()
 
     def action_move(self, delta: int) -> None:
@@ -166,7 +170,7 @@ class TaskTable(LineView, can_focus=True):
 
     def action_page(self, direction: int) -> None:
         step = self.visible_rows * direction
-        self.scroll_to(y=max(0, self.scroll_y + step), animate=False, immediate=True)
+        self._scroll(max(0, self.scroll_y + step))
         self.move_cursor(self.cursor_row + step)
 
     def action_first(self) -> None:

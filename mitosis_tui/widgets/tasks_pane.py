@@ -156,7 +156,7 @@ class TasksPane(TaskActions, Pane):
         self.window.reset()
         table = self.table
         table.sort = SORTS[self.sort_index]
-        table.scroll_to(y=0, animate=False, immediate=True)
+        table.scroll_to(y=0, animate=False, immediate=True, force=True)
         table.cursor_row = 0
         table.empty_text = self._empty_text()
         table.rows_changed()
