@@ -1,12 +1,13 @@
 """Regenerate the README screenshots: ``.venv/bin/python docs/screenshots.py``.
 
-Starts a throw-away ``mitosis-server`` on a free loopback port with a little demo data,
-drives ``MitosisApp`` headless with Textual's pilot and saves SVG screenshots next to this
-file (login.svg, groups.svg, command-line.svg, workers.svg, worker-details.svg, files.svg,
-admin.svg). The app shows the default coordinator URL, so the pictures do not carry the random
-port. The workers are registered through the API (no daemons run) and their heartbeats are
-dated relative to the frozen clock in the database, so their ages read as they would live.
-Everything started is stopped at the end.
+Starts a throw-away ``mitosis-server`` on a free loopback port with a little demo data and
+a real ``mitosis-worker`` running some of its tasks, drives ``MitosisApp`` headless with
+Textual's pilot and saves SVG screenshots next to this file (login, tasks, task-details,
+logs, why-pending, submit, groups, command-line, then workers, worker-details, files,
+admin). The app shows the default coordinator URL, so the pictures do not carry the random
+port. The fleet shown in the Workers pane is registered through the API once the task
+screens are taken (so it cannot take their tasks), and its heartbeats are dated back in the
+database, so their ages read as they would live. Everything started is stopped at the end.
 """
 
 from __future__ import annotations
@@ -28,11 +29,36 @@ from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import Client
 from mitosis_sdk.schemas import Grant, HostFacts, Member, Role, TaskSpec
 from mitosis_tui.app import MitosisApp
+from mitosis_tui.screens.logs import LogsScreen
 
 HERE = Path(__file__).parent
 SHOWN_URL = "http://127.0.0.1:5000"
 SIZE = (100, 28)
-NOON = datetime(2030, 1, 2, 12, 0, 0).astimezone()
+EVAL = "for i in $(seq 1 400); do echo batch $i/400 accuracy 0.$((80 + i % 19)); sleep 1; done"
+TASKS = [  # (spec, wait for it to end before the next)
+    (TaskSpec(command=["python3", "-c", "print('prepared 1,200 samples')"], group="lab"), True),
+    (
+        TaskSpec(
+            command=["sh", "-c", "echo training seed 1; exit 0"],
+            group="lab",
+            labels=["exp1", "seed1"],
+            priority=5,
+            terminal_output=True,
+        ),
+        True,
+    ),
+    (
+        TaskSpec(
+            command=["sh", "-c", "echo training seed 2 >&2; exit 3"],
+            group="lab",
+            labels=["exp1", "seed2"],
+            priority=5,
+        ),
+        True,
+    ),
+    (TaskSpec(command=["sh", "-c", EVAL], group="lab", labels=["exp1"]), False),
+    (TaskSpec(command=["python3", "train.py", "--big"], group="lab", tags=["gpu"]), False),
+]
 
 
 class ToPort(httpx.AsyncBaseTransport):
@@ -82,6 +108,42 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
         time.sleep(0.1)
     server.kill()
     raise SystemExit("mitosis-server did not become ready")
+
+
+def start_worker(url: str, home: Path) -> subprocess.Popen:
+    """A real worker for alice's lab (no tags, so the gpu task waits: "why pending")."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mitosis-worker"),
+            "-c",
+            url,
+            "-u",
+            "alice",
+            "-p",
+            "pw",
+            "-g",
+            "lab",
+            "-t",
+            "cpu",
+            "--work-dir",
+            str(home / "work"),
+            "--shutdown-grace",
+            "1s",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "XDG_CONFIG_HOME": str(home), "HOME": str(home)},
+    )
+
+
+def run_tasks(url: str) -> None:
+    with Client(url) as alice:
+        alice.login("alice", "pw")
+        for spec, wait in TASKS:
+            task = alice.submit_task(spec).uuid
+            if wait:
+                alice.wait_tasks([task], poll=0.2)
+        time.sleep(4)  # the evaluation prints a few lines
 
 
 def seed(url: str) -> None:
@@ -139,7 +201,7 @@ def seed_fleet(url: str, data_dir: Path) -> None:
             local.write_bytes(b"\0" * size)
             alice.upload_attachment("lab", local, key)
     silence = {"gpu-node-01": 3, "gpu-node-02": 12, "render-07": 75, "cpu-node-11": 900}
-    moment = NOON.astimezone(UTC).replace(tzinfo=None)
+    moment = datetime.now(UTC).replace(tzinfo=None)
     with contextlib.closing(sqlite3.connect(data_dir / "mitosis.sqlite3")) as db, db:
         for host, registered in workers.items():
             beat = moment - timedelta(seconds=silence[host])
@@ -185,46 +247,85 @@ async def shoot_fleet(app: MitosisApp, pilot) -> None:
     app.save_screenshot("admin.svg", str(HERE))
 
 
-async def shoot(port: int, cache_dir: Path) -> None:
-    cache = CredentialCache(cache_dir / "credentials.json")
-    app = MitosisApp(SHOWN_URL, "alice", cache=cache, transport=ToPort(port), clock=lambda: NOON)
+async def shoot(port: int, data_dir: Path) -> None:
+    cache = CredentialCache(data_dir.parent / "credentials.json")
+    app = MitosisApp(SHOWN_URL, "alice", cache=cache, transport=ToPort(port))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.3)
         await pilot.press(*"pw")
         app.save_screenshot("login.svg", str(HERE))
         await pilot.press("enter")
-        await app.workers.wait_for_complete()
+        tasks = app.main_screen.pane("tasks")
+        await _until(pilot, lambda: tasks.window.total and app.stream_state == "live")
+        tasks.table.move_cursor(2)  # the failed training run
+        await pilot.pause(0.5)
+        app.save_screenshot("tasks.svg", str(HERE))
+        await pilot.press("enter")
+        await _until(pilot, lambda: getattr(app.screen, "info", None) is not None)
+        app.save_screenshot("task-details.svg", str(HERE))
+        await pilot.press("escape")
+        tasks.table.move_cursor(1)  # the evaluation, running
+        await pilot.press("l")
+        await _until(pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen.live_lines)
+        await pilot.pause(1.0)
+        app.save_screenshot("logs.svg", str(HERE))
+        await pilot.press("escape")
+        tasks.table.move_cursor(0)  # the gpu task nobody can take
+        await pilot.press("enter")
+        await _until(pilot, lambda: getattr(app.screen, "explain", None) is not None)
+        app.save_screenshot("why-pending.svg", str(HERE))
+        await pilot.press("escape", "n")
         await pilot.pause(0.3)
-        app.main_screen.action_show_pane("groups")
-        await settle(app, pilot)
+        await pilot.press(*"python3 train.py --seed 3")
+        await pilot.pause(0.3)
+        app.save_screenshot("submit.svg", str(HERE))
+        await pilot.press("escape", "3")
         pane = app.main_screen.pane("groups")
+        await _until(pilot, lambda: pane.group_list.row_count)
         table = pane.group_list
         names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         table.move_cursor(row=names.index("lab"))
-        await pilot.pause(0.5)
-        await app.workers.wait_for_complete()
+        await _until(pilot, lambda: pane.details.members_table.row_count)
         pane.details.members_table.focus()
         await pilot.pause(0.3)
         app.save_screenshot("groups.svg", str(HERE))
         await pilot.press("colon", *"groups get lab", "enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause(0.3)
+        await pilot.pause(1.0)
         app.save_screenshot("command-line.svg", str(HERE))
+        await asyncio.to_thread(seed_fleet, f"http://127.0.0.1:{port}", data_dir)
         await shoot_fleet(app, pilot)
+
+
+async def _until(pilot, predicate, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit("the screen never showed what the screenshot needs")
+        await pilot.pause(0.1)
+    await pilot.pause(0.5)
 
 
 def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp) / "data", port)
+        worker = None
         try:
-            seed(f"http://127.0.0.1:{port}")
-            seed_fleet(f"http://127.0.0.1:{port}", Path(tmp) / "data")
-            asyncio.run(shoot(port, Path(tmp)))
+            url = f"http://127.0.0.1:{port}"
+            seed(url)
+            worker = start_worker(url, Path(tmp))
+            run_tasks(url)
+            asyncio.run(shoot(port, Path(tmp) / "data"))
         finally:
-            server.terminate()
-            server.wait(timeout=30)
-    print(f"wrote the screenshots (login, groups, command-line and the fleet panes) in {HERE}")
+            for process in (worker, server):
+                if process is not None:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait(timeout=10)
+    print(f"wrote the screenshots in {HERE}")
 
 
 if __name__ == "__main__":

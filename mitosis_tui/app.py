@@ -28,6 +28,7 @@ from mitosis_tui.command_bridge import QUIT_WORDS, run_line, split_line
 from mitosis_tui.commands import exitcodes
 from mitosis_tui.commands.session import UsageError
 from mitosis_tui.connection import Connection
+from mitosis_tui.live import LiveStream
 from mitosis_tui.palette import MitosisCommands
 from mitosis_tui.screens.help import HelpScreen
 from mitosis_tui.screens.login import LoginScreen, login_failure
@@ -54,6 +55,7 @@ class MitosisApp(App[None]):
     connection_state: reactive[str] = reactive("connecting", init=False)
     last_update: reactive[datetime | None] = reactive(None, init=False)
     group_context: reactive[str] = reactive("", init=False)
+    stream_state: reactive[str] = reactive("", init=False)
 
     def __init__(
         self,
@@ -76,6 +78,7 @@ class MitosisApp(App[None]):
         self.refresh_interval = refresh_interval
         self._reconnect_attempt = 0
         self._probe_timer: Timer | None = None
+        self.live = LiveStream(self)
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen()
@@ -184,6 +187,12 @@ class MitosisApp(App[None]):
             self.pop_screen()
         login = LoginScreen(self.connection.url, self.connection.username, message)
         self.push_screen(login, self._logged_in)
+
+    def watch_identity(self, me: WhoAmI | None) -> None:
+        if me is None:
+            self.live.stop()
+        else:
+            self.live.start(me.username)
 
     def _logged_in(self, me: WhoAmI | None) -> None:
         if me is None:

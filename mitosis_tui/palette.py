@@ -36,7 +36,9 @@ def palette_actions(app: MitosisApp) -> Iterator[PaletteAction]:
         return
     yield PaletteAction("Log out", "End this session and show the login screen", app.action_logout)
     yield PaletteAction("Command line", "Run a batch command (:)", main.action_command_line)
-    yield PaletteAction("Refresh", "Reload the visible pane (r)", main.action_refresh)
+    refresh = next(b for b in Binding.make_bindings(MainScreen.BINDINGS) if b.action == "refresh")
+    keys = app.get_key_display(refresh)
+    yield PaletteAction("Refresh", f"Reload the visible pane ({keys})", main.action_refresh)
     admin = app.identity.is_admin
     for spec in PANES:
         if spec.admin_only and not admin:

@@ -1,9 +1,8 @@
 """The pane registry: which tabs the main screen has, their keys, and when they light up.
 
-A pane whose coordinator API is missing from the SDK client shows a short placeholder
-instead, so the Tasks and Workers panes appear as soon as their API and widget exist: add
-the widget class as ``factory`` here, and nothing else changes (keys, palette and help all
-read this table).
+A pane whose coordinator API is missing from the SDK client (or whose widget is not built
+yet) shows a short placeholder instead: add the widget class as ``factory`` here, and
+nothing else changes (keys, palette and help all read this table).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from mitosis_tui.widgets.groups_pane import GroupsPane
 from mitosis_tui.widgets.output_panel import OutputPanel
 from mitosis_tui.widgets.pane import Pane
 from mitosis_tui.widgets.placeholder_pane import PlaceholderPane
+from mitosis_tui.widgets.tasks_pane import TasksPane
 from mitosis_tui.widgets.workers_pane import WorkersPane
 
 
@@ -52,7 +52,7 @@ class PaneSpec:
 
 
 PANES: tuple[PaneSpec, ...] = (
-    PaneSpec("1", "tasks", "Tasks", needs_api="query_tasks", what="tasks"),
+    PaneSpec("1", "tasks", "Tasks", TasksPane, needs_api="query_tasks", what="tasks"),
     PaneSpec("2", "workers", "Workers", WorkersPane, needs_api="query_workers", what="workers"),
     PaneSpec("3", "groups", "Groups", GroupsPane),
     PaneSpec("4", "admin", "Admin", AdminPane, admin_only=True),

@@ -2,7 +2,9 @@
 
 Every coordinator call goes through :meth:`MitosisApp.call`, which shows a failure to the
 user (notification, output panel, the login screen on 401) and raises :class:`Reported`.
-This decorator ends such a worker quietly; any other exception is a bug and still surfaces.
+This decorator ends such a worker quietly, and also one whose widget was removed while its
+call was in flight (the user closed the screen, or quit): there is nothing left to show the
+answer in. Any other exception is a bug and still surfaces.
 
 Loads are exclusive (a newer load of the same thing makes an older one moot); actions and
 transfers pass ``exclusive=False``, since a second drain or download must not cancel the
@@ -16,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from textual import work
+from textual.css.query import NoMatches
+from textual.dom import DOMNode
 
 
 class Reported(Exception):
@@ -30,10 +34,15 @@ def api_work(
 
     def decorate(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         @functools.wraps(method)
-        async def quietly(*args: Any, **kwargs: Any) -> Any:
+        async def quietly(node: DOMNode, *args: Any, **kwargs: Any) -> Any:
             try:
-                return await method(*args, **kwargs)
+                return await method(node, *args, **kwargs)
             except Reported:
+                return None
+            except NoMatches:
+                # Textual flags every node of a subtree it is removing (as its signals do).
+                if node.is_attached and not (node._pruning or node._closing):
+                    raise
                 return None
 
         return work(exclusive=exclusive, group=group)(quietly)

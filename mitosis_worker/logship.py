@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 import msgspec
@@ -87,7 +88,7 @@ class RedisLogWriter:
         """One chunk at the position of its last line; one already there is not an error
         (a retry), any other refusal is raised."""
         target, last = self.target, first + len(lines) - 1
-        chunk = LogChunk(task_id=task, attempt=attempt, first=first, lines=lines)
+        chunk = LogChunk(task_id=task, attempt=attempt, first=first, lines=lines, at=time.time())
         key = target.key_prefix + task
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xadd(

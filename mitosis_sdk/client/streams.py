@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -77,8 +77,11 @@ def _stream_error(item: StreamError) -> Exception:
 
 
 class StreamsAPI(BaseClient):
-    async def _sse(self, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
-        """Decoded items of one SSE response; raises typed errors for 4xx/5xx."""
+    async def _sse(
+        self, path: str, params: dict[str, Any], on_connect: Callable[[], object] | None = None
+    ) -> AsyncIterator[Any]:
+        """Decoded items of one SSE response; raises typed errors for 4xx/5xx. ``on_connect``
+        is called once the coordinator has accepted the stream (before any item)."""
         headers = {**self._headers(), "Accept": "text/event-stream"}
         timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
         try:
@@ -90,6 +93,8 @@ class StreamsAPI(BaseClient):
                     if error.code == ErrorCode.UNAVAILABLE:  # e.g. its Redis is down for now
                         raise _Resume(error.message)
                     raise error
+                if on_connect is not None:
+                    on_connect()
                 data: list[str] = []
                 async for line in response.aiter_lines():
                     if not line:
@@ -102,12 +107,17 @@ class StreamsAPI(BaseClient):
             raise _Resume(str(exc) or type(exc).__name__) from exc
 
     async def _resuming(
-        self, path: str, params: dict[str, Any], cursor: str | None
+        self,
+        path: str,
+        params: dict[str, Any],
+        cursor: str | None,
+        on_connect: Callable[[], object] | None = None,
+        on_drop: Callable[[str], object] | None = None,
     ) -> AsyncIterator[Any]:
         failures = 0
         while True:
             try:
-                async for item in self._sse(path, {**params, "cursor": cursor}):
+                async for item in self._sse(path, {**params, "cursor": cursor}, on_connect):
                     if isinstance(item, StreamError):
                         raise _stream_error(item)
                     failures = 0
@@ -119,26 +129,49 @@ class StreamsAPI(BaseClient):
                 failures += 1
                 if failures > RECONNECTS:
                     raise ConnectionFailed(f"the live stream keeps failing: {exc}") from None
+                if on_drop is not None:
+                    on_drop(str(exc))
                 await asyncio.sleep(RETRY_PAUSE * failures)
 
     async def events(
-        self, groups: Iterable[str] | None = None, cursor: str | None = None
+        self,
+        groups: Iterable[str] | None = None,
+        cursor: str | None = None,
+        *,
+        on_connect: Callable[[], object] | None = None,
+        on_drop: Callable[[str], object] | None = None,
     ) -> AsyncIterator[Event]:
         """Committed task/worker events of the caller's groups (or of ``groups``), from
-        ``cursor`` (exclusive) or from now; runs until the caller stops iterating."""
+        ``cursor`` (exclusive) or from now; runs until the caller stops iterating.
+
+        ``on_connect`` is called each time the coordinator accepts the stream (at the start
+        and after every reconnect), so a live view can say it is connected, and re-read what
+        it shows when it started without a cursor (nothing before that moment is replayed).
+        ``on_drop(reason)`` is called when the connection broke and a resume from the last
+        cursor is about to be tried; after ``RECONNECTS`` failed resumes in a row the
+        iterator raises ConnectionFailed.
+        """
         params = {"group": list(groups or [])}
-        async with contextlib.aclosing(self._resuming("/api/events", params, cursor)) as items:
+        stream = self._resuming("/api/events", params, cursor, on_connect, on_drop)
+        async with contextlib.aclosing(stream) as items:
             async for item in items:
                 if isinstance(item, Event):
                     yield item
 
     async def follow_logs(
-        self, task: uuid.UUID | str, *, follow: bool = True, cursor: str | None = None
+        self,
+        task: uuid.UUID | str,
+        *,
+        follow: bool = True,
+        cursor: str | None = None,
+        on_connect: Callable[[], object] | None = None,
     ) -> AsyncIterator[LogLine]:
-        """The task's kept live log lines, then (``follow``) new ones until the task ends."""
+        """The task's kept live log lines, then (``follow``) new ones until the task ends
+        (``on_connect`` as for :meth:`events`)."""
         params = {"follow": "true" if follow else "false"}
         path = f"/api/tasks/{task}/logs"
-        async with contextlib.aclosing(self._resuming(path, params, cursor)) as items:
+        stream = self._resuming(path, params, cursor, on_connect)
+        async with contextlib.aclosing(stream) as items:
             async for item in items:
                 if isinstance(item, LogEnd):
                     return

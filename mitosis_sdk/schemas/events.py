@@ -47,12 +47,14 @@ class Event(Struct, tag="event", omit_defaults=True):
 
 
 class LogLine(Struct, omit_defaults=True):
-    """One output line as clients see it (expanded from a :class:`LogChunk`)."""
+    """One output line as clients see it (expanded from a :class:`LogChunk`); ``at`` is when
+    its chunk was shipped (Unix time, seconds)."""
 
     task_id: str
     stream: LogStream
     text: str
     cursor: str | None = None
+    at: float | None = None
 
 
 class LogEnd(Struct, tag="log.end", omit_defaults=True):
@@ -87,6 +89,9 @@ class LogChunk(Struct, tag="log.chunk", omit_defaults=True):
     first: int
     lines: list[ShippedLine]
     cursor: str | None = None
+    # When the chunk was shipped (Unix time, seconds): by the worker's clock when it writes
+    # into Redis itself, by the coordinator's when the lines come through it.
+    at: float | None = None
 
     @property
     def last(self) -> int:
@@ -96,7 +101,7 @@ class LogChunk(Struct, tag="log.chunk", omit_defaults=True):
         """Each line on its own, with its own cursor (to resume right after it)."""
         task, attempt, first = self.task_id, self.attempt, self.first
         return [
-            LogLine(task, line.stream, line.text, line_cursor(attempt, first + i))
+            LogLine(task, line.stream, line.text, line_cursor(attempt, first + i), self.at)
             for i, line in enumerate(self.lines)
         ]
 

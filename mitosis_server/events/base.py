@@ -39,6 +39,7 @@ import abc
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 
 import msgspec
@@ -229,7 +230,7 @@ class EventBus(abc.ABC):
             return None
         last = first + len(lines) - 1
         key = log_key(task_id)
-        chunk = LogChunk(task_id=task_id, attempt=attempt, first=first, lines=lines)
+        chunk = LogChunk(task_id=task_id, attempt=attempt, first=first, lines=lines, at=time.time())
         keep_from = (attempt, max(0, last - self.log_cap + 1))
         stored = await self._append_at(
             key, (attempt, last), _encoder.encode(chunk), keep_from, self.log_idle_ttl

@@ -13,6 +13,7 @@ import contextlib
 import tarfile
 import tempfile
 from argparse import Namespace
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from mitosis_sdk import errors
@@ -49,25 +50,46 @@ async def logs(s: CommandSession, args: Namespace) -> None:
 
 async def _archived(s: CommandSession, task, wanted: str) -> None:
     """Print the archived stream from the task's std-log artifact, if there is one."""
-    with tempfile.TemporaryDirectory(prefix="mitosis-logs-") as tmp:
-        archive = Path(tmp) / "std-log.tar.gz"
-        try:
-            await s.call(lambda c: c.download_artifact(task, STD_LOG, archive))
-        except errors.NotFound:
-            s.out.info(f"no live lines are kept for task {task} and it has no {STD_LOG}")
-            return
-        with tarfile.open(archive) as tar:
-            member = next(
-                (m for m in tar.getmembers() if m.isfile() and m.name.endswith(f"{wanted}.log")),
-                None,
-            )
-            stream = tar.extractfile(member) if member is not None else None
-            if stream is None:
+
+    async def show(client) -> None:
+        async with archived_log(client, task) as archive:
+            if archive is None:
+                s.out.info(f"no live lines are kept for task {task} and it has no {STD_LOG}")
                 return
             s.out.info(f"(archived {STD_LOG} of task {task})")
-            for raw in stream:
-                text = raw.decode(errors="replace").rstrip("\n")
+            for text in archived_lines(archive, wanted):
                 if s.out.as_json:
                     s.out.json({"task_id": str(task), "stream": wanted, "text": text})
                 else:
                     s.out.line(text)
+
+    await s.call(show)
+
+
+@contextlib.asynccontextmanager
+async def archived_log(client, task) -> AsyncIterator[Path | None]:
+    """The task's ``std-log`` artifact, downloaded into a scratch directory that is removed
+    afterwards; None when the task kept none (it ran without ``--terminal``)."""
+    with tempfile.TemporaryDirectory(prefix="mitosis-logs-") as tmp:
+        archive = Path(tmp) / "std-log.tar.gz"
+        try:
+            await client.download_artifact(task, STD_LOG, archive)
+        except errors.NotFound:
+            yield None
+        else:
+            yield archive
+
+
+def archived_lines(archive: Path, stream: str) -> Iterator[str]:
+    """The lines of one stream (``stdout`` or ``stderr``) of a std-log archive, read as they
+    are consumed (an archived stream may be 100 MiB)."""
+    with tarfile.open(archive) as tar:
+        member = next(
+            (m for m in tar.getmembers() if m.isfile() and m.name.endswith(f"{stream}.log")),
+            None,
+        )
+        raw = tar.extractfile(member) if member is not None else None
+        if raw is None:
+            return
+        for line in raw:
+            yield line.decode(errors="replace").rstrip("\n")

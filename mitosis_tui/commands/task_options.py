@@ -12,10 +12,11 @@ from mitosis_sdk.schemas import (
     Dependency,
     DependencyCondition,
     Resource,
+    TaskSpec,
     TaskState,
 )
 from mitosis_sdk.units import parse_duration
-from mitosis_tui.commands.parsing import Parser, parse_uuid, split_list
+from mitosis_tui.commands.parsing import Parser, build, parse_uuid, split_list
 from mitosis_tui.commands.session import UsageError
 
 
@@ -101,6 +102,13 @@ def spec_fields(args: Namespace) -> dict:
     if args.command:
         fields["command"] = args.command
     return fields
+
+
+def submit_spec(args: Namespace) -> TaskSpec:
+    """The spec of ``tasks submit`` (and of the TUI's submit form, which fills the same
+    fields), checked by the SDK's own rules: a broken one is a :class:`UsageError`."""
+    fields = {**spec_fields(args), **workflow_fields(args)}
+    return build(TaskSpec, group=args.group, labels=split_list(args.labels), **fields)
 
 
 def duration(text: str, option: str) -> float:

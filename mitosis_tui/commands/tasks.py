@@ -40,8 +40,8 @@ from mitosis_tui.commands.task_options import (
     duration,
     spec_fields,
     spec_options,
+    submit_spec,
     task_filter,
-    workflow_fields,
     workflow_options,
 )
 
@@ -144,8 +144,7 @@ def _resource_text(resource: Resource) -> str:
 async def submit(s: CommandSession, args: Namespace) -> None:
     if not args.command:
         raise UsageError("give the command after `--`: tasks submit [options] -- CMD ARGS…")
-    fields = {**spec_fields(args), **workflow_fields(args)}
-    spec = build(TaskSpec, group=args.group, labels=split_list(args.labels), **fields)
+    spec = submit_spec(args)
     if args.array is not None:
         try:
             parse_array(args.array)

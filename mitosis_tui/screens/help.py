@@ -1,7 +1,8 @@
 """``?``: every key of the app, by where it works, read from the bindings themselves.
 
 The sections come from the classes' ``BINDINGS`` (app, main screen, each pane of the
-registry, the command line, forms), so the help can never drift from what the keys do.
+registry, task details, logs, artifacts, the command line, forms), so the help can never
+drift from what the keys do.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from mitosis_tui.panes import PANES
+from mitosis_tui.screens.artifacts import ArtifactsScreen
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.forms import FormScreen
+from mitosis_tui.screens.logs import LogsScreen
 from mitosis_tui.screens.main import MainScreen
+from mitosis_tui.screens.task_details import TaskDetailsScreen
 from mitosis_tui.widgets.command_line import CommandLine
+from mitosis_tui.widgets.log_view import LogView
 
 Section = tuple[str, list[tuple[str, str]]]
 
@@ -59,6 +64,13 @@ def key_sections(app: App) -> list[Section]:
         pane_bindings = describe_bindings(app, spec.pane_class.BINDINGS)
         if pane_bindings and spec.factory is not None:
             sections.append((f"{spec.title} pane", pane_bindings))
+    for title, screen in (
+        ("Task details", TaskDetailsScreen),
+        ("Logs view", LogsScreen),
+        ("Artifacts", ArtifactsScreen),
+    ):
+        sections.append((title, describe_bindings(app, screen.BINDINGS)))
+    sections.append(("Logs view: scrolling", describe_bindings(app, LogView.BINDINGS)))
     sections.append(
         (
             "Command line",

@@ -1,8 +1,8 @@
 """The main screen: status bar, the tabbed panes of the registry, the ``:`` command line.
 
-It routes keys to panes (``1``-``5``, ``r``, ``q``/Esc back) and follows the app's identity:
-when someone logs in the admin tab appears or hides and the visible pane reloads; when the
-session ends every pane forgets its data.
+It routes keys to panes (``1``-``5``, Ctrl+R/F5 reload, ``q``/Esc back) and follows the
+app's identity: when someone logs in the admin tab appears or hides and the visible pane
+reloads; when the session ends every pane forgets its data.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class MainScreen(Screen[None]):
     BINDINGS = [
         *(Binding(spec.key, f"show_pane('{spec.id}')", spec.title, show=False) for spec in PANES),
         Binding("colon", "command_line", "Command", key_display=":", tooltip="Run a batch command"),
-        Binding("r", "refresh", "Refresh", show=False, tooltip="Reload the visible pane"),
+        Binding("ctrl+r,f5", "refresh", "Refresh", show=False, tooltip="Reload the visible pane"),
         Binding("q,escape", "back", "Back", show=False, tooltip="Back to the previous pane"),
     ]
 

@@ -1,7 +1,8 @@
-"""The top line: coordinator, user (and admin flag), current group role, connection, last update.
+"""The top line: coordinator, user (and admin flag), current group role, connection, the
+live event stream, last update.
 
-It only watches the app's reactive state, so whoever changes the connection or the identity
-updates the bar without knowing it exists.
+It only watches the app's reactive state, so whoever changes the connection, the stream or
+the identity updates the bar without knowing it exists.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ STATE_SYMBOLS = {
 class StatusBar(Static):
     def on_mount(self) -> None:
         app = cast("MitosisApp", self.app)
-        for attribute in ("identity", "connection_state", "last_update", "group_context"):
+        watched = ("identity", "connection_state", "stream_state", "last_update", "group_context")
+        for attribute in watched:
             self.watch(app, attribute, self._changed, init=False)
         self._changed()
 
@@ -48,9 +50,15 @@ class StatusBar(Static):
             parts.append((1, user))
         if app.group_context:
             parts.append((3, Text(f"group {app.group_context}")))
-        state = app.connection_state
-        symbol = STATE_SYMBOLS.get(state.split(",")[0], "•")
-        parts.append((1, Text(f"{symbol} {state}", style=_state_style(state))))
+        state, stream = app.connection_state, app.stream_state
+        if not (state == "connected" and stream == "live"):  # "live" says both
+            symbol = STATE_SYMBOLS.get(state.split(",")[0], "•")
+            parts.append((1, Text(f"{symbol} {state}", style=_state_style(state))))
+        if stream == "live":
+            parts.append((1, Text("◉ live", style="green")))
+        elif stream:
+            symbol = "✖" if stream.startswith("offline") else "◌"
+            parts.append((1, Text(f"{symbol} live: {stream}", style=_state_style(stream))))
         if app.last_update is not None:
             parts.append((2, Text(f"updated {app.last_update:%H:%M:%S}", style="dim")))
         separator = Text(" │ ")

@@ -308,6 +308,7 @@ async def test_follow_log_yields_backlog_live_lines_then_the_end(pair):
     ]
     assert all(chunk.task_id == "t1" for chunk in got)
     assert isinstance(got[2], LogEnd)
+    assert all(abs(line.at - time.time()) < 60 for line in lines)  # when it was shipped
 
 
 async def test_reading_after_a_line_in_the_middle_of_a_chunk_starts_right_after_it(pair):

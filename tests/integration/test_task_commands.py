@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from mitosis_sdk.archives import pack_directory
 from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.schemas import Member, Role
 from mitosis_tui.commands import exitcodes
@@ -163,3 +164,26 @@ async def test_bad_commands_exit_with_their_documented_status(mito, alice):
         code, _, err = await mito(*argv)
         outcomes[" ".join(argv)] = (code, err.startswith("error:"))
     assert outcomes == {" ".join(argv): (status, True) for argv, status in BAD_COMMANDS}
+
+
+async def test_logs_fall_back_to_the_archived_std_log(mito, alice, transport, tmp_path):
+    """A finished task with no live line kept: `tasks logs` prints its std-log artifact, one
+    stream at a time, and says so on stderr."""
+    worker = await start_worker(alice, transport, groups={"alice": Role.ADMIN})
+    submitted = await alice.submit_task(spec("true", terminal_output=True))
+    held = await worker.fetch_one()
+    folder = tmp_path / "std-log"
+    folder.mkdir()
+    (folder / "stdout.log").write_text("out one\nout two\n")
+    (folder / "stderr.log").write_text("err one\n")
+    archive = tmp_path / "std-log.tar.gz"
+    pack_directory(folder, archive, "std-log")
+    await worker.client.upload_attempt_artifact(
+        worker.uuid, held.task, held.attempt, "std-log", archive
+    )
+    await worker.finish(held)
+    code, out, err = await mito("tasks", "logs", str(submitted.uuid))
+    assert (code, out) == (0, "out one\nout two\n")
+    assert "archived std-log" in err
+    code, out, _ = await mito("tasks", "logs", str(submitted.uuid), "--stderr")
+    assert (code, out) == (0, "err one\n")

@@ -1,12 +1,16 @@
-"""TUI fixtures: MitosisApp wired to the real coordinator in-process (embedded SQLite).
+"""TUI fixtures: MitosisApp wired to a real coordinator served on a loopback port (embedded
+SQLite), so the live event and log streams work as they do for a user.
 
 The server's behaviour is tested on SQLite and PostgreSQL elsewhere; here the subject is the
-client, so one backend keeps the Pilot tests quick. Time shown in the UI is frozen.
+client, so one backend keeps the Pilot tests quick. Time shown in the UI is frozen. The app
+always addresses the coordinator as ``http://mitosis.test`` (so screenshots never show the
+random port); a transport carries its requests to the real port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 import time
@@ -25,6 +29,7 @@ from mitosis_server.app import create_app
 from mitosis_server.config import CoordinatorSettings
 from mitosis_tui.app import MitosisApp
 from tests.conftest import ADMIN, free_port
+from tests.e2e.processes import start_worker, stop_process
 
 URL = "http://mitosis.test"
 FROZEN_NOW = datetime(2030, 1, 2, 12, 0, 0, tzinfo=UTC)
@@ -37,6 +42,38 @@ def db_url(tmp_path, sqlite_template) -> str:
     path = tmp_path / "mitosis.sqlite3"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def served_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def settings(db_url, tmp_path, served_port) -> CoordinatorSettings:
+    """As the suite's settings, with file URLs naming the real port (a worker process
+    uploads there; the app's own transfers go there directly)."""
+    return CoordinatorSettings(
+        data_dir=str(tmp_path / "data"),
+        db=db_url,
+        password_hash_memory=1024 * 1024,
+        public_url=f"http://127.0.0.1:{served_port}",
+    )
+
+
+@pytest.fixture
+def served(settings, served_port):
+    """The coordinator of this test, served by uvicorn in a thread."""
+    coordinator = ServedCoordinator(settings, served_port)
+    coordinator.start()
+    yield coordinator
+    coordinator.stop()
+
+
+@pytest.fixture
+def transport(served) -> httpx.AsyncBaseTransport:
+    """Requests to ``http://mitosis.test`` go to the served coordinator."""
+    return served.transport()
 
 
 @pytest.fixture
@@ -68,7 +105,7 @@ def remember(cache, connect):
     return _remember
 
 
-async def until(pilot, predicate: Callable[[], object], timeout: float = 5.0, what: str = ""):
+async def until(pilot, predicate: Callable[[], object], timeout: float = 10.0, what: str = ""):
     """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,13 +118,19 @@ async def until(pilot, predicate: Callable[[], object], timeout: float = 5.0, wh
     raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
+def _busy(app) -> list:
+    """Running workers, except the streams that run until stopped (groups ``*-stream``)."""
+    return [w for w in app.workers if not w.is_finished and not w.group.endswith("-stream")]
+
+
 async def settle(pilot, timeout: float = 10.0) -> None:
-    """Wait until no worker (network call) runs, including those that finished ones started."""
+    """Wait until no worker (network call) runs, including those that finished ones started;
+    the live streams (which never finish) are left running."""
     deadline = time.monotonic() + timeout
     quiet = 0
     while quiet < 2:
         assert time.monotonic() < deadline, "the app never went quiet"
-        busy = [worker for worker in pilot.app.workers if not worker.is_finished]
+        busy = _busy(pilot.app)
         if busy:
             quiet = 0
             waits = asyncio.gather(*(w.wait() for w in busy), return_exceptions=True)
@@ -138,6 +181,8 @@ class ServedCoordinator:
             lifespan="on",
             log_config=None,
             access_log=False,
+            # Open event streams notice a closed client only at their next write.
+            timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="coordinator", daemon=True)
@@ -212,3 +257,80 @@ def remember_sync(served: ServedCoordinator, cache: CredentialCache, user: str, 
     with Client(served.url) as client:
         reply = client.login(user, pw)
     cache.put(URL, reply.username, reply.token, reply.expires_at)
+
+
+@pytest.fixture
+async def lab(make_user):
+    """alice, admin of group lab (and of her personal group); her SDK client."""
+    alice = await make_user("alice")
+    await alice.create_group("lab")
+    return alice
+
+
+@pytest.fixture
+def real_worker(served, tmp_path, lab):
+    """A real ``mitosis-worker`` process acting for alice, running lab's (and alice's) tasks
+    in real subprocesses; stopped (SIGTERM, then killed) at the end."""
+    process = start_worker(
+        served,
+        tmp_path / "worker-home",
+        tmp_path / "worker.log",
+        "-u",
+        "alice",
+        "-p",
+        "pw",
+        "-g",
+        "lab",
+        "--slots",
+        "2",
+        "--work-dir",
+        str(tmp_path / "worker-work"),
+        "--grace",
+        "2s",
+        "--shutdown-grace",
+        "5s",
+    )
+    yield process
+    stop_process(process, timeout=20)
+
+
+async def open_tasks(pilot):
+    """The Tasks pane, once its first page and the live stream are there."""
+    app = pilot.app
+    await until(pilot, lambda: app.main_screen.query("#tasks-pane"), what="the pane")
+    pane = app.main_screen.pane("tasks")
+    await until(pilot, lambda: pane.window.total is not None, what="the first page")
+    await until(pilot, lambda: app.stream_state == "live", what="the live stream")
+    await settle(pilot)
+    return pane
+
+
+@pytest.fixture
+def alice_tasks(make_tui, remember):
+    """``async with alice_tasks() as (pilot, pane)``: the app logged in as alice, on the
+    Tasks pane (loaded and live)."""
+
+    @contextlib.asynccontextmanager
+    async def run(size: tuple[int, int] = SIZE):
+        await remember("alice")
+        app = make_tui()
+        async with app.run_test(size=size) as pilot:
+            yield pilot, await open_tasks(pilot)
+
+    return run
+
+
+async def until_row(pilot, pane, predicate, what: str, timeout: float = 20.0):
+    """Wait until a held row of the Tasks pane satisfies ``predicate``; return it."""
+    found = []
+
+    def check() -> bool:
+        for index in range(min(pane.window.total or 0, 200)):
+            task = pane.window.row(index)
+            if task is not None and predicate(task):
+                found.append(task)
+                return True
+        return False
+
+    await until(pilot, check, timeout=timeout, what=what)
+    return found[0]

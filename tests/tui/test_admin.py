@@ -7,7 +7,6 @@ from textual.widgets import Checkbox, Input
 
 from mitosis_sdk import errors
 from mitosis_sdk.schemas import UserState
-from mitosis_tui.panes import default_pane
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.forms import PasswordForm, QuotaForm, UserForm
 from mitosis_tui.widgets.admin_pane import AdminPane
@@ -96,7 +95,7 @@ async def test_admin_pane_is_hidden_from_other_users(make_tui, remember, make_us
         assert "4 Admin" not in screen_text(app)
         await pilot.press("4")
         await pilot.pause()
-        assert app.main_screen.tabs.active == default_pane(app.connection.client)
+        assert app.main_screen.tabs.active == "tasks"  # the home pane stays
         assert "for Mitosis admins" in "".join(n.message for n in app._notifications)
 
 

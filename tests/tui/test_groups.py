@@ -36,7 +36,9 @@ async def lab_with_members(make_user) -> None:
 
 
 async def select_group(pilot, name: str) -> GroupsPane:
-    pilot.app.main_screen.action_show_pane("groups")
+    """Show the Groups pane (3) and put its cursor on ``name``."""
+    if pilot.app.main_screen.tabs.active != "groups":
+        await pilot.press("3")
     pane = pilot.app.query_one(GroupsPane)
     await until(pilot, lambda: name in [row[0] for row in rows(pane.group_list)], what=name)
     names = [row[0] for row in rows(pane.group_list)]
@@ -206,6 +208,7 @@ def test_groups_pane_snapshot(snap_compare, served_coordinator, tmp_path, size):
 
     async def show_lab(pilot) -> None:
         await settle(pilot)
+        await until(pilot, lambda: pilot.app.stream_state == "live", what="the live stream")
         await select_group(pilot, "lab")
 
     assert snap_compare(app, terminal_size=size, run_before=show_lab)

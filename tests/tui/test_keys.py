@@ -6,22 +6,29 @@ from textual.binding import Binding
 from textual.command import CommandPalette
 
 from mitosis_tui.palette import MitosisCommands, palette_actions
-from mitosis_tui.panes import PANES, default_pane
+from mitosis_tui.panes import PANES
+from mitosis_tui.screens.artifacts import ArtifactsScreen
 from mitosis_tui.screens.help import HelpScreen
+from mitosis_tui.screens.logs import LogsScreen
+from mitosis_tui.screens.task_details import TaskDetailsScreen
 from tests.tui.conftest import screen_text, settle, until
 
 
 async def test_help_lists_every_binding(make_tui, remember):
-    """? shows each pane's keys and the global ones, with their descriptions."""
+    """? shows each pane's keys, those of task details, logs and artifacts, and the global
+    ones, with their descriptions."""
     await remember("mitosis_admin", "mitosis_admin")
     app = make_tui()
-    async with app.run_test(size=(100, 60)) as pilot:
+    async with app.run_test(size=(110, 150)) as pilot:  # tall enough for every section
         await settle(pilot)
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause(0.2)  # laid out and drawn
         text = screen_text(app)
-        for spec in PANES:
-            for binding in Binding.make_bindings(spec.pane_class.BINDINGS):
+        screens = [spec.pane_class for spec in PANES]
+        screens += [TaskDetailsScreen, LogsScreen, ArtifactsScreen]
+        for screen in screens:
+            for binding in Binding.make_bindings(screen.BINDINGS):
                 assert (binding.tooltip or binding.description) in text
         for expected in ("Quit", "Command palette", "Run a batch command", "Back"):
             assert expected in text
@@ -41,37 +48,36 @@ async def test_palette_offers_every_pane_action(make_tui, remember):
         assert MitosisCommands in app.COMMANDS
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
-        await pilot.press(*"output")
+        await pilot.press(*"go to output")
         await pilot.pause(0.3)
         await pilot.press("enter")
         await until(pilot, lambda: app.main_screen.tabs.active == "output", what="output")
 
 
 async def test_number_keys_switch_panes_and_q_goes_back(make_tui, remember):
-    """1-5 jump to panes; q returns to the previous one."""
+    """1-5 jump to panes; q returns to the previous one; Tasks is the home pane."""
     await remember("mitosis_admin", "mitosis_admin")
     app = make_tui()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         tabs = app.main_screen.tabs
-        home = default_pane(app.connection.client)
-        assert tabs.active == home
+        assert tabs.active == "tasks"
         await pilot.press("3")
         await pilot.pause()
-        await pilot.press("1")
+        assert tabs.active == "groups"
+        await pilot.press("2")
         await pilot.pause()
-        assert tabs.active == "tasks"
-        api_missing = not hasattr(app.connection.client, "query_tasks")
-        assert ("Coming with the tasks API" if api_missing else "not built yet") in screen_text(app)
+        assert tabs.active == "workers"
+        assert "not built yet" not in screen_text(app)
         await pilot.press("5")
         await pilot.pause()
         assert tabs.active == "output"
         await pilot.press("q")
         await pilot.pause()
-        assert tabs.active == "tasks"
+        assert tabs.active == "workers"
         await pilot.press("escape")
         await pilot.pause()
         assert tabs.active == "groups"
         await pilot.press("escape")
         await pilot.pause()
-        assert tabs.active == home
+        assert tabs.active == "tasks"

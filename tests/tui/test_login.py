@@ -9,7 +9,6 @@ from textual.widgets import Input
 from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.schemas import UserState
 from mitosis_tui.app import MitosisApp
-from mitosis_tui.panes import default_pane
 from mitosis_tui.screens.login import LoginScreen
 from mitosis_tui.screens.main import MainScreen
 from tests.conftest import free_port
@@ -36,16 +35,16 @@ def login_error(app: MitosisApp) -> str:
     return str(app.screen.query_one("#login-error").render())
 
 
-async def test_logging_in_through_the_login_screen_shows_the_home_pane(make_tui, cache):
-    """No cached token: the login screen appears; after logging in, the home pane loads."""
+async def test_logging_in_through_the_login_screen_shows_the_tasks_pane(make_tui, cache):
+    """No cached token: the login screen appears; after logging in, the tasks pane loads."""
     app = make_tui()
     async with app.run_test(size=SIZE) as pilot:
         await log_in(pilot, "mitosis_admin", "mitosis_admin", type_keys=True)
         assert isinstance(app.screen, MainScreen)
         assert app.identity is not None
         assert app.identity.username == "mitosis_admin"
-        assert app.main_screen.tabs.active == default_pane(app.connection.client)
-        await until(pilot, lambda: "mitosis_admin" in screen_text(app), what="the user")
+        assert app.main_screen.tabs.active == "tasks"
+        await until(pilot, lambda: "No tasks yet" in screen_text(app), what="the tasks pane")
     assert cache.last() == (URL, "mitosis_admin")
     assert cache.get(URL, "mitosis_admin") is not None
 
@@ -90,7 +89,7 @@ async def test_cached_token_skips_the_login_screen(make_tui, remember):
         assert app.identity is not None
         assert app.identity.is_admin
         assert "mitosis_admin (admin)" in screen_text(app)
-        assert "● connected" in screen_text(app)
+        await until(pilot, lambda: "◉ live" in screen_text(app), what="connected and live")
 
 
 async def test_a_401_returns_to_the_login_screen(make_tui, remember, connect):
@@ -104,7 +103,7 @@ async def test_a_401_returns_to_the_login_screen(make_tui, remember, connect):
         await other.logout(everywhere=True)
 
         async def refreshed_into_login() -> bool:
-            await pilot.press("r")
+            await pilot.press("ctrl+r")
             await settle(pilot)
             return isinstance(app.screen, LoginScreen)
 
@@ -162,7 +161,7 @@ async def test_the_app_reconnects_by_itself(transport, cache, remember):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         switchable.down = True
-        await pilot.press("r")
+        await pilot.press("f5")
         await until(pilot, lambda: app.connection_state.startswith("offline"), what="offline")
         assert "offline, retrying in 1s" in screen_text(app)
         switchable.down = False

@@ -1,7 +1,7 @@
 """End to end, as a person would: the real `mitosis-tui` in tmux against a real server.
 
 A `mitosis-server` process on a free loopback port, `mitosis-tui -c URL -u alice` in a
-private tmux server (100x30); keys go in with send-keys and the screen comes back with
+private tmux server (80x24, as over SSH); keys go in with send-keys and the screen comes back with
 capture-pane. Everything started here is stopped here.
 """
 
@@ -18,6 +18,7 @@ import pytest
 
 from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import Client
+from mitosis_sdk.schemas import TaskSpec
 from tests.conftest import ADMIN, free_port
 from tests.e2e.test_embedded_server import Server
 
@@ -76,14 +77,17 @@ def server(tmp_path):
             running.process.wait(timeout=10)
 
 
-def test_log_in_and_see_the_groups_pane_in_a_real_terminal(server, tmux, tmp_path):
-    """Login screen, password, Enter: the groups pane lists alice's groups; :quit exits."""
+def test_log_in_and_work_with_the_tasks_pane_in_a_real_terminal(server, tmux, tmp_path):
+    """80x24, as over SSH: the login screen, then the Tasks pane with alice's tasks, live;
+    Enter shows a task's details, Esc comes back, 3 shows the groups; :quit exits."""
     with Client(server.url) as admin:
         admin.login(*ADMIN)
         admin.create_user("alice", "pw")
     with Client(server.url) as alice:
         alice.login("alice", "pw")
         alice.create_group("lab")
+        first = alice.submit_task(TaskSpec(command=["python", "train.py"], group="lab"))
+        alice.submit_task(TaskSpec(command=["sh", "-c", "make report"], labels=["exp1"]))
 
     home = tmp_path / "home"
     command = [
@@ -97,7 +101,7 @@ def test_log_in_and_see_the_groups_pane_in_a_real_terminal(server, tmux, tmp_pat
         "-u",
         "alice",
     ]
-    started = tmux("new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", *command)
+    started = tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", *command)
     assert started.returncode == 0, started.stderr
 
     tmux.wait_for("Log in to a coordinator")
@@ -106,11 +110,23 @@ def test_log_in_and_see_the_groups_pane_in_a_real_terminal(server, tmux, tmp_pat
     tmux.wait_for("● connected")
     tmux("send-keys", "-t", "tui", "3")
 
-    screen = tmux.wait_for("My groups")
-    tmux.wait_for("lab")
-    screen = tmux.screen()
-    assert "alice" in screen
-    assert "● connected" in screen
+    tmux.wait_for("2 tasks")
+    tmux.wait_for("◉ live")  # connected, and the live event stream is flowing
+    screen = tmux.wait_for("Details")  # the footer shows the pane's keys
+    assert "STATE" in screen
+    assert "COMMAND" in screen
+    assert "○ ready" in screen
+    assert "lab#1" in screen
+    assert "sh -c make report" in screen
+    assert "? Help" in screen.splitlines()[-1]
+
+    tmux("send-keys", "-t", "tui", "Down", "Enter")
+    tmux.wait_for(f"Task {first.uuid}")
+    tmux.wait_for("python train.py")
+    tmux("send-keys", "-t", "tui", "Escape")
+    tmux.wait_for("2 tasks")
+    tmux("send-keys", "-t", "tui", "3")
+    tmux.wait_for("My groups")
 
     tmux("send-keys", "-t", "tui", ":")
     tmux.wait_for("Enter runs")

@@ -4,6 +4,7 @@ the ASGI transport; the live forms are proven with real processes in tests/e2e."
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -176,3 +177,29 @@ async def test_a_lost_worker_that_speaks_again_is_published_back_online(
     assert [(e.kind, e.payload["state"], e.groups) for e in mine] == [
         ("worker.state", "online", ["alice"])
     ]
+
+
+async def test_a_log_stream_reports_when_it_is_accepted_and_stamps_each_line(
+    app, make_user, transport
+):
+    """``on_connect`` runs once the coordinator accepts the stream (never for a 404), and
+    every line carries the time its chunk was shipped."""
+    alice, bob = await make_user("alice"), await make_user("bob")
+    worker = await start_worker(alice, transport)
+    task = await alice.submit_task(TaskSpec(command=["true"]))
+    held = await worker.fetch_one()
+    before = time.time()
+    await worker.client.ship_logs(
+        worker.uuid, held.task, held.attempt, [("stdout", "one")], first_line=1
+    )
+    await worker.finish(held)
+    accepted: list[str] = []
+    stream = alice.follow_logs(task.uuid, follow=False, on_connect=lambda: accepted.append("a"))
+    read = [line async for line in stream]
+    assert accepted == ["a"]
+    assert [line.text for line in read] == ["one"]
+    assert before - 1 <= read[0].at <= time.time() + 1
+    with pytest.raises(errors.NotFound):
+        async for _ in bob.follow_logs(task.uuid, on_connect=lambda: accepted.append("b")):
+            pass
+    assert accepted == ["a"]

@@ -1,0 +1,118 @@
+"""Task details: spec, result, attempts and artifacts; why a task waits; links; live."""
+
+from __future__ import annotations
+
+import re
+
+from mitosis_sdk.schemas import Dependency, Role, TaskSpec, TaskState
+from mitosis_tui.screens.task_details import TaskDetailsScreen
+from tests.integration.server.fleet import start_worker
+from tests.tui.conftest import screen_text, until, until_row
+from tests.tui.test_tasks_pane import submit
+
+
+async def open_details(pilot, pane, task) -> TaskDetailsScreen:
+    """Put the cursor on ``task`` and press Enter; the screen once it has read the task."""
+    await until(pilot, lambda: pane.window.locate(task) is not None, what="the row")
+    pane.table.move_cursor(pane.window.locate(task))
+    await pilot.press("enter")
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, TaskDetailsScreen), what="details")
+    screen = app.screen
+    await until(pilot, lambda: screen.info is not None, what="the task read")
+    return screen
+
+
+def text_of(screen: TaskDetailsScreen) -> str:
+    return screen_text(screen.app)
+
+
+async def test_details_show_spec_result_attempts_and_artifacts(alice_tasks, real_worker, lab):
+    """A finished task: its command, env, tags, the exit code, the attempt on its worker and
+    the std-log artifact with its size."""
+    spec = TaskSpec(
+        command=["sh", "-c", "echo out; exit 3"],
+        group="lab",
+        env={"SEED": "7"},
+        tags=[],
+        labels=["exp1"],
+        priority=4,
+        timeout="5m",
+        terminal_output=True,
+    )
+    task = (await lab.submit_task(spec)).uuid
+    async with alice_tasks((100, 60)) as (pilot, pane):
+        await until_row(
+            pilot, pane, lambda t: t.state == TaskState.FAILED, what="failed", timeout=30
+        )
+        screen = await open_details(pilot, pane, task)
+        await until(pilot, lambda: screen.artifacts, what="the artifacts")
+        await until(pilot, lambda: "std-log" in text_of(screen), what="drawn")
+        text = text_of(screen)
+        for expected in (
+            r"command\s+sh -c echo out; exit 3",
+            r"env\s+SEED=7",
+            r"labels\s+exp1",
+            r"priority\s+4",
+            r"timeout\s+5m",
+            r"exit code\s+3",
+            r"reason\s+nonzero_exit",
+            r"Attempts",
+            r"✔fetching",
+            r"std-log\s+\d",
+        ):
+            assert re.search(expected, text), expected
+        assert str(screen.info.worker)[:8] in text
+
+
+async def test_a_waiting_task_says_why_worker_by_worker(alice_tasks, lab, transport):
+    """A ready task no worker may take: the explanation names each worker and its rule."""
+    busy = await start_worker(lab, transport, groups={"lab": Role.WRITE}, tags=["cpu"])
+    task = await submit(lab, "true", group="lab", tags=["gpu"])
+    async with alice_tasks((100, 40)) as (pilot, pane):
+        screen = await open_details(pilot, pane, task)
+        await until(pilot, lambda: screen.explain is not None, what="the explanation")
+        await until(pilot, lambda: "Why it is not running" in text_of(screen), what="drawn")
+        text = text_of(screen)
+        assert busy.uuid[:8] in text
+        assert "tags" in text
+        assert screen.explain.summary in text
+
+
+async def test_links_open_the_linked_task_and_esc_comes_back(alice_tasks, lab):
+    """A dependent lists the task it waits for; Enter opens it, Esc returns."""
+    upstream = await submit(lab, "sleep", "1", group="lab")
+    dependent = (
+        await lab.submit_task(
+            TaskSpec(command=["true"], group="lab", depends_on=[Dependency(task=upstream)])
+        )
+    ).uuid
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        screen = await open_details(pilot, pane, dependent)
+        await until(pilot, lambda: "depends on (afterok)" in text_of(screen), what="the link")
+        screen.query_one("#details-links").focus()
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, TaskDetailsScreen) and app.screen.task_id == upstream,
+            what="the upstream's details",
+        )
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, what="back")
+
+
+async def test_details_follow_the_task_live(alice_tasks, lab, connect):
+    """Cancelled from elsewhere while shown: the details say cancelled, by whom."""
+    task = await submit(lab, "true", group="lab")
+    async with alice_tasks() as (pilot, pane):
+        screen = await open_details(pilot, pane, task)
+        other = await connect("alice", "pw")
+        await other.cancel_task(task)
+        await until(
+            pilot,
+            lambda: screen.info.state == TaskState.CANCELLED,
+            what="cancelled",
+            timeout=10,
+        )
+        await until(pilot, lambda: "by alice" in text_of(screen), what="drawn")

@@ -1,0 +1,281 @@
+"""The Tasks pane against a real coordinator (and, where tasks must run, a real worker):
+submit, live states, filters, sort, selection, cancel, re-run, labels, copy, paging."""
+
+from __future__ import annotations
+
+import tarfile
+
+from textual.widgets import Checkbox, Input, Select
+
+from mitosis_sdk.schemas import TaskSpec, TaskState
+from mitosis_tui.screens.artifacts import ArtifactsScreen
+from mitosis_tui.screens.confirm import ConfirmScreen
+from mitosis_tui.screens.login import LoginScreen
+from mitosis_tui.screens.task_forms import LabelsForm, SubmitForm
+from mitosis_tui.task_window import CHUNK, KEEP
+from mitosis_tui.widgets.tasks_pane import TasksPane
+from tests.tui.conftest import screen_text, settle, until, until_row
+
+
+async def submit(client, *command: str, **fields):
+    return (await client.submit_task(TaskSpec(command=list(command), **fields))).uuid
+
+
+def held(pane: TasksPane) -> list:
+    return [pane.window.row(i) for i in range(pane.window.total or 0) if pane.window.row(i)]
+
+
+async def test_a_task_from_the_form_runs_to_completed_in_the_table(alice_tasks, real_worker):
+    """n, a command, the group, Ctrl+S: the new task is under the cursor and the live stream
+    takes it from ready to completed without a reload."""
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, SubmitForm), what="submit form")
+        form = app.screen
+        form.query_one("#submit-group", Select).value = "lab"
+        await pilot.press(*"sh -c 'echo from the form'")
+        form.query_one("#submit-labels", Input).value = "tui"
+        events_before = app.live.count
+        await pilot.press("ctrl+s")
+        task = await until_row(pilot, pane, lambda t: t.labels == ["tui"], what="the new row")
+        await until(pilot, lambda: pane.focused_task().uuid == task.uuid, what="cursor on it")
+        assert task.command == ["sh", "-c", "echo from the form"]
+        assert task.group == "lab"
+        done = await until_row(
+            pilot,
+            pane,
+            lambda t: t.uuid == task.uuid and t.state == TaskState.COMPLETED,
+            what="completed",
+        )
+        assert app.live.count >= events_before + 3  # ready, running, completed: streamed
+        assert done.exit_code == 0
+        await until(pilot, lambda: "✔ completed" in screen_text(app), what="drawn")
+
+
+async def test_the_form_checks_fields_as_they_are_typed(alice_tasks, lab):
+    """A bad timeout turns the field invalid with the batch command's words; nothing is sent
+    while a field is wrong."""
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, SubmitForm), what="submit form")
+        form = app.screen
+        await pilot.press(*"true")
+        form.query_one("#submit-timeout", Input).focus()
+        await pilot.press(*"ten minutes")
+        await pilot.pause()
+        assert form.query_one("#submit-timeout", Input).has_class("-invalid")
+        assert "duration such as 30s" in str(form.query_one("#form-error").render())
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, SubmitForm)
+        form.query_one("#submit-timeout", Input).value = "2m"
+        form.query_one("#submit-terminal", Checkbox).value = True
+        await pilot.press("ctrl+s")
+        task = await until_row(pilot, pane, lambda t: True, what="the new task")
+        assert task.timeout == 120
+        assert task.terminal_output
+
+
+async def test_filter_words_and_state_quick_filters_ask_the_coordinator(alice_tasks, lab):
+    """/ with tag:, label: and text narrows the rows to what the coordinator matched; f
+    steps through the state quick-filters."""
+    await submit(lab, "python", "train.py", group="lab", tags=["gpu"], labels=["exp1"])
+    await submit(lab, "python", "eval.py", group="lab", tags=["gpu"])
+    cancelled = await submit(lab, "python", "train.py", group="lab")
+    await lab.cancel_task(cancelled)
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        assert pane.window.total == 3
+        await pilot.press("slash")
+        await pilot.press(*"train tag:gpu", "enter")
+        await until(pilot, lambda: pane.window.total == 1, what="one match")
+        assert held(pane)[0].labels == ["exp1"]
+        await until(pilot, lambda: "/train tag:gpu" in screen_text(app), what="the filter")
+        await pilot.press("slash")
+        app.screen.query_one("#tasks-filter", Input).value = "label:exp1"
+        await pilot.press("enter")
+        await until(pilot, lambda: pane.window.total == 1, what="label match")
+        await pilot.press("slash")
+        app.screen.query_one("#tasks-filter", Input).value = ""
+        await pilot.press("enter")
+        await until(pilot, lambda: pane.window.total == 3, what="no filter")
+        for _ in range(6):  # all → active → queued → running → failed → completed → cancelled
+            await pilot.press("f")
+        await until(pilot, lambda: pane.window.total == 1, what="the cancelled one")
+        assert held(pane)[0].uuid == cancelled
+        await until(pilot, lambda: "[cancelled]" in screen_text(app), what="the chip")
+
+
+async def test_a_bad_filter_word_is_explained(alice_tasks, lab):
+    """state:finished is not a state: the filter is refused with the list of states."""
+    async with alice_tasks() as (pilot, _pane):
+        app = pilot.app
+        await pilot.press("slash", *"state:finished", "enter")
+        await until(pilot, lambda: app._notifications, what="a notification")
+        assert "states are pending, ready" in "".join(n.message for n in app._notifications)
+
+
+async def test_space_selects_and_cancel_asks_then_cancels_the_selection(alice_tasks, lab):
+    """Space marks tasks (with a count); c asks once for all of them; y cancels them."""
+    first = await submit(lab, "sleep", "1", group="lab")
+    second = await submit(lab, "sleep", "2", group="lab")
+    kept = await submit(lab, "sleep", "3", group="lab")
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        await pilot.press("down", "space", "space")  # newest first: second, first
+        assert pane.selected == {first, second}
+        await until(pilot, lambda: "2 selected" in screen_text(app), what="the count")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await until(pilot, lambda: "Cancel 2 tasks?" in screen_text(app), what="question")
+        await pilot.press("y")
+        await until_row(
+            pilot,
+            pane,
+            lambda t: t.uuid == first and t.state == TaskState.CANCELLED,
+            what="first cancelled",
+        )
+        await until_row(
+            pilot,
+            pane,
+            lambda t: t.uuid == second and t.state == TaskState.CANCELLED,
+            what="second cancelled",
+        )
+        assert not pane.selected
+    assert (await lab.get_task(kept)).state == TaskState.READY
+
+
+async def test_cancelling_a_running_task_kills_it(alice_tasks, real_worker, lab):
+    """c on a running task, confirmed: the worker kills it and the row says cancelled."""
+    task = await submit(lab, "sleep", "60", group="lab")
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        await until_row(
+            pilot, pane, lambda t: t.state == TaskState.RUNNING, what="running", timeout=30
+        )
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("y")
+        await until_row(
+            pilot,
+            pane,
+            lambda t: t.uuid == task and t.state == TaskState.CANCELLED and not t.cancel_pending,
+            what="cancelled and killed",
+            timeout=30,
+        )
+    info = await lab.get_task(task)
+    assert info.cancelled_by == "alice"
+    assert info.attempts[-1].ended_at is not None  # the worker confirmed the kill
+
+
+async def test_rerun_submits_a_copy_and_moves_the_cursor_to_it(alice_tasks, lab):
+    """r on a task: a copy is submitted (linked to it) and the cursor lands on the copy."""
+    original = await submit(lab, "python", "train.py", "--seed", "1", group="lab")
+    async with alice_tasks() as (pilot, pane):
+        await pilot.press("r")
+        copy = await until_row(pilot, pane, lambda t: t.uuid != original, what="the copy")
+        await until(pilot, lambda: pane.focused_task().uuid == copy.uuid, what="cursor on it")
+        assert copy.command == ["python", "train.py", "--seed", "1"]
+    assert (await lab.get_task(copy.uuid)).rerun_of == original
+
+
+async def test_labels_are_edited_through_the_form(alice_tasks, lab):
+    """e opens the labels of the task; OK replaces them on the coordinator and in the row."""
+    task = await submit(lab, "true", group="lab", labels=["old"])
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, LabelsForm), what="labels form")
+        field = app.screen.query_one("#labels-value", Input)
+        assert field.value == "old"
+        field.value = "best, exp2"
+        await pilot.press("enter")
+        await until_row(pilot, pane, lambda t: t.labels == ["best", "exp2"], what="relabelled")
+    assert (await lab.get_task(task)).labels == ["best", "exp2"]
+
+
+async def test_an_artifact_is_downloaded_with_a_progress_bar(
+    alice_tasks, real_worker, lab, tmp_path
+):
+    """a lists the task's artifacts; d saves the result as <uuid>-result.tar.gz."""
+    task = await submit(lab, "sh", "-c", 'echo 42 > "$MITO_RESULT_DIR/answer"', group="lab")
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        await until_row(
+            pilot, pane, lambda t: t.state == TaskState.COMPLETED, what="done", timeout=30
+        )
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ArtifactsScreen), what="artifacts")
+        screen = app.screen
+        await until(pilot, lambda: screen.artifacts, what="the list")
+        screen.query_one("#artifact-folder", Input).value = str(tmp_path)
+        screen.query_one("#artifact-list").focus()
+        await pilot.press("d")
+        saved = tmp_path / f"{task}-result.tar.gz"
+        await until(pilot, saved.exists, what="the file")
+        await until(pilot, lambda: "Saved" in screen_text(app), what="done")
+        assert screen.query_one("#artifact-progress").percentage == 1.0
+    with tarfile.open(saved) as archive:
+        assert archive.extractfile("result/answer").read() == b"42\n"
+
+
+async def test_y_copies_the_uuid(alice_tasks, lab):
+    """y puts the focused task's UUID on the clipboard and says so."""
+    task = await submit(lab, "true", group="lab")
+    async with alice_tasks() as (pilot, _pane):
+        app = pilot.app
+        await pilot.press("y")
+        assert app.clipboard == str(task)
+        assert f"Copied {task}" in "".join(n.message for n in app._notifications)
+
+
+async def test_s_sorts_by_priority_on_the_coordinator(alice_tasks, lab):
+    """s cycles age ▼, age ▲, priority ▼: the highest priority comes first."""
+    for priority in (1, 9, 5):
+        await submit(lab, "true", group="lab", priority=priority)
+    async with alice_tasks() as (pilot, pane):
+        app = pilot.app
+        assert [t.priority for t in held(pane)] == [5, 9, 1]  # newest first
+        await pilot.press("s", "s")
+        await until(pilot, lambda: [t.priority for t in held(pane)] == [9, 5, 1], what="sorted")
+        await until(pilot, lambda: "PRIO▼" in screen_text(app), what="the sort in the header")
+
+
+async def test_a_large_group_is_read_a_chunk_at_a_time(alice_tasks, lab):
+    """1,500 tasks: the pane holds only chunks near the view, End reads the oldest page
+    (from the other end), and the rows stay in order."""
+    specs = [TaskSpec(command=["true", str(n)], group="lab") for n in range(1500)]
+    await lab.submit_tasks(specs)
+    async with alice_tasks() as (pilot, pane):
+        assert pane.window.total == 1500
+        assert pane.window.held_rows <= 3 * CHUNK  # what is seen, and two chunks ahead
+        assert pane.window.row(0).command == ["true", "1499"]
+        await pilot.press("end")
+        await until(pilot, lambda: pane.window.row(1499) is not None, what="the last page")
+        assert pane.window.row(1499).command == ["true", "0"]
+        assert pane.focused_task().command == ["true", "0"]
+        for _ in range(30):
+            await pilot.press("pageup")
+        await settle(pilot)
+        assert pane.window.held_rows <= KEEP * CHUNK
+        top = pane.table.first_visible
+        rows = [pane.window.row(i) for i in range(top, top + 10)]
+        assert [r.command[1] for r in rows] == [str(1499 - i) for i in range(top, top + 10)]
+
+
+async def test_an_ended_session_on_an_action_returns_to_the_login_screen(alice_tasks, connect, lab):
+    """The session is ended elsewhere: the next action meets a 401 and the login screen."""
+    await submit(lab, "true", group="lab")
+    async with alice_tasks() as (pilot, _pane):
+        app = pilot.app
+        other = await connect("alice", "pw")
+        await other.logout(everywhere=True)
+        for _ in range(40):  # token checks are cached for up to a second
+            await pilot.press("r")
+            await settle(pilot)
+            if isinstance(app.screen, LoginScreen):
+                break
+            await pilot.pause(0.1)
+        assert isinstance(app.screen, LoginScreen)
+        assert app.stream_state == ""
