@@ -8,9 +8,11 @@ and forced shutdown (each confirmed, saying what happens to running tasks), repl
 labels, set grants. Each worker is changed by its own call, so one the user may not manage
 is reported by name (the coordinator's words) and the others still change.
 
-Live updates: :meth:`apply_worker` puts one changed worker on the page (or takes it off when
-it no longer matches the filter) and :meth:`reload` fetches the whole page; an event handler
-can call either. Until events are wired, the app's backstop timer reloads the visible pane.
+Live: the pane follows the app's event stream (:mod:`mitosis_tui.live`). Worker events say a
+worker's state changed; task events move slots in use and running tasks. Either marks the
+page stale, and the next tick (once a second) reads it again while the pane is visible, so a
+flood of task events costs one query a second; a hidden pane reloads when shown. An action's
+answer goes straight on the page (:meth:`apply_worker`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from textual.widgets import DataTable, Static
 
 from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas import Grant, WorkerInfo, WorkerPage
+from mitosis_sdk.schemas.events import EventKind
+from mitosis_tui.live import LiveStream
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.worker_details import WorkerAction, WorkerDetailsScreen
 from mitosis_tui.screens.worker_forms import GrantsForm, ValuesForm
@@ -95,6 +99,7 @@ class WorkersPane(Pane):
         self.filter = WorkerFilterText()
         self.heartbeat_timeout = DEFAULT_HEARTBEAT_TIMEOUT
         self.total = 0
+        self._stale = False  # an event moved something on this page since it was read
 
     def compose(self) -> ComposeResult:
         yield FilterBar(f"filter: {FILTER_HELP}", id="worker-filter")
@@ -103,6 +108,13 @@ class WorkersPane(Pane):
 
     def on_mount(self) -> None:
         self.set_interval(TICK_SECONDS, self._tick)
+        self.mitosis.live.subscribe(self, {EventKind.WORKER_STATE, EventKind.TASK_STATE})
+
+    def on_live_stream_events(self, _message: LiveStream.Events) -> None:
+        self._stale = True
+
+    def on_live_stream_resync(self, _message: LiveStream.Resync) -> None:
+        self._stale = True
 
     @property
     def table(self) -> WorkerTable:
@@ -159,6 +171,12 @@ class WorkersPane(Pane):
         self.refresh_bindings()
 
     def _tick(self) -> None:
+        if self._stale:
+            self._stale = False
+            if self.is_on_screen:
+                self.reload()
+            else:
+                self.loaded_at = None  # read again when shown
         if self.is_on_screen and self.table.row_count:
             self.table.tick(self.mitosis.clock(), self.heartbeat_timeout)
 

@@ -91,7 +91,7 @@ async def test_search_finds_lines_and_save_writes_them(alice_tasks, lab, transpo
     task = await submit(lab, "true", group="lab")
     held = await worker.fetch_one()
     lines = [("stdout", f"step {n}") for n in range(50)] + [("stderr", "boom at step 42")]
-    await worker.client.ship_logs(worker.uuid, held.task, held.attempt, lines)
+    await worker.client.ship_logs(worker.uuid, held.task, held.attempt, lines, first_line=1)
     await worker.finish(held, exit_code=1)
     async with alice_tasks() as (pilot, pane):
         app = pilot.app

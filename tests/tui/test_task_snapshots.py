@@ -147,7 +147,7 @@ def scene(tmp_path_factory, sqlite_template):
         uuids, worker, wid = play_scene(served.url)
         fix_scene(str(db), uuids)
         running = _dashed(_fixed(3))
-        worker.ship_logs(wid, running, 1, LOG)
+        worker.ship_logs(wid, running, 1, LOG, first_line=1)
         worker.close()
         fix_worker(str(db), wid)
         yield served, running

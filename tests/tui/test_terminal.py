@@ -107,8 +107,6 @@ def test_log_in_and_work_with_the_tasks_pane_in_a_real_terminal(server, tmux, tm
     tmux.wait_for("Log in to a coordinator")
     tmux.wait_for(server.url)  # remembered from -c
     tmux("send-keys", "-t", "tui", "pw", "Enter")
-    tmux.wait_for("● connected")
-    tmux("send-keys", "-t", "tui", "3")
 
     tmux.wait_for("2 tasks")
     tmux.wait_for("◉ live")  # connected, and the live event stream is flowing

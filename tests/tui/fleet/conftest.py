@@ -27,8 +27,10 @@ WORKER_OPTIONS = ("--heartbeat-interval", "0.5s", "--poll-wait", "2s", "--shutdo
 
 
 @pytest.fixture
-def served(tmp_path, sqlite_template) -> Iterator[ServedCoordinator]:
-    """A coordinator of this test's own, served on loopback."""
+def served_lab(tmp_path, sqlite_template) -> Iterator[ServedCoordinator]:
+    """A coordinator of this test's own, served on loopback, seeded with lab (alice admins
+    it, bob reads, carol writes). Tests that build their own data use the plain ``served``
+    (through ``make_user``) instead."""
     coordinator = serve(tmp_path, sqlite_template)
     yield coordinator
     coordinator.stop()
@@ -66,8 +68,8 @@ class Workers:
 
 
 @pytest.fixture
-def worker_processes(served, tmp_path) -> Iterator[Workers]:
-    workers = Workers(served, tmp_path)
+def worker_processes(served_lab, tmp_path) -> Iterator[Workers]:
+    workers = Workers(served_lab, tmp_path)
     try:
         yield workers
     finally:

@@ -119,6 +119,12 @@ def fleet_site(tmp_path_factory, sqlite_template):
         served.stop()
 
 
+async def live(pilot) -> None:
+    """Settled, with the live stream connected (the status bar says so in every snapshot)."""
+    await settle(pilot)
+    await until(pilot, lambda: pilot.app.stream_state == "live", what="the live stream")
+
+
 def app_for(served, tmp_path, user: str, password: str = "pw") -> MitosisApp:
     cache = CredentialCache(tmp_path / "credentials.json")
     remember_sync(served, cache, user, password)
@@ -126,7 +132,7 @@ def app_for(served, tmp_path, user: str, password: str = "pw") -> MitosisApp:
 
 
 async def show_workers(pilot) -> WorkersPane:
-    await settle(pilot)
+    await live(pilot)
     pilot.app.main_screen.action_show_pane("workers")
     pane = pilot.app.query_one(WorkersPane)
     await until(pilot, lambda: pane.table.row_count == 3, what="three workers")
@@ -167,7 +173,7 @@ def test_attachments_browser_snapshot(snap_compare, fleet_site, tmp_path, size):
     app = app_for(fleet_site, tmp_path, "alice")
 
     async def files(pilot) -> None:
-        await settle(pilot)
+        await live(pilot)
         browser = await open_files(pilot)
         await enter(pilot, browser, "data/", "data/")
 
@@ -180,7 +186,7 @@ def test_admin_pane_snapshot(snap_compare, fleet_site, tmp_path, size):
     app = app_for(fleet_site, tmp_path, *ADMIN)
 
     async def admin(pilot) -> None:
-        await settle(pilot)
+        await live(pilot)
         await pilot.press("4")
         await until(
             pilot,

@@ -55,10 +55,10 @@ async def client_for(served, user: str) -> AsyncClient:
 # -- with real worker processes -------------------------------------------------------------
 
 
-async def test_the_pane_lists_a_real_worker(served, worker_processes, tmp_path):
+async def test_the_pane_lists_a_real_worker(served_lab, worker_processes, tmp_path):
     """A started worker appears with state, host, slots, tags, labels, grants and version."""
     worker_processes.start("-t", "gpu", "-l", "rack1", "-g", "lab", "--slots", "2")
-    app = await tui_for(served, tmp_path, "alice", refresh_interval=0.5)
+    app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_workers(pilot)
         await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the worker")
@@ -73,11 +73,11 @@ async def test_the_pane_lists_a_real_worker(served, worker_processes, tmp_path):
         assert "1 of 1 worker(s)" in screen_text(app)
 
 
-async def test_drain_and_resume_a_real_worker(served, worker_processes, tmp_path):
+async def test_drain_and_resume_a_real_worker(served_lab, worker_processes, tmp_path):
     """d drains the worker under the cursor, u resumes it; the coordinator agrees."""
     worker_processes.start("-g", "lab")
-    alice = await client_for(served, "alice")
-    app = await tui_for(served, tmp_path, "alice", refresh_interval=0.5)
+    alice = await client_for(served_lab, "alice")
+    app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_workers(pilot)
         await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the worker")
@@ -91,11 +91,11 @@ async def test_drain_and_resume_a_real_worker(served, worker_processes, tmp_path
     await alice.aclose()
 
 
-async def test_edit_the_tags_of_a_real_worker(served, worker_processes, tmp_path):
+async def test_edit_the_tags_of_a_real_worker(served_lab, worker_processes, tmp_path):
     """t opens the tags form with the current tags; OK replaces them on the coordinator."""
     worker_processes.start("-t", "gpu")
-    alice = await client_for(served, "alice")
-    app = await tui_for(served, tmp_path, "alice", refresh_interval=0.5)
+    alice = await client_for(served_lab, "alice")
+    app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_workers(pilot)
         await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the worker")
@@ -112,12 +112,12 @@ async def test_edit_the_tags_of_a_real_worker(served, worker_processes, tmp_path
 
 
 async def test_graceful_shutdown_lets_the_task_finish_and_the_worker_exit(
-    served, worker_processes, tmp_path
+    served_lab, worker_processes, tmp_path
 ):
     """x asks first (running tasks finish), then the worker finishes its task and exits."""
     process = worker_processes.start()
-    alice = await client_for(served, "alice")
-    app = await tui_for(served, tmp_path, "alice", refresh_interval=0.5)
+    alice = await client_for(served_lab, "alice")
+    app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_workers(pilot)
         task = await a_running_task(pilot, pane, alice, "1.5")
@@ -132,11 +132,11 @@ async def test_graceful_shutdown_lets_the_task_finish_and_the_worker_exit(
     await alice.aclose()
 
 
-async def test_forced_shutdown_requeues_the_running_task(served, worker_processes, tmp_path):
+async def test_forced_shutdown_requeues_the_running_task(served_lab, worker_processes, tmp_path):
     """X says running tasks are killed and requeued; the worker exits and the task is ready."""
     process = worker_processes.start()
-    alice = await client_for(served, "alice")
-    app = await tui_for(served, tmp_path, "alice", refresh_interval=0.5)
+    alice = await client_for(served_lab, "alice")
+    app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         task = await a_running_task(pilot, await open_workers(pilot), alice, "60")
         await pilot.press("X")
@@ -332,3 +332,22 @@ async def test_apply_worker_keeps_the_page_true_to_the_filter(make_tui, make_use
         pane.filter = pane.filter.parse("")
         pane.apply_worker(drained)
         assert column(pane, "state") == ["◐ draining"]
+
+
+async def test_the_pane_follows_the_event_stream_without_reloading(served_lab, tmp_path):
+    """With the backstop reload out of the way (an hour), a worker registered, drained and
+    given a task elsewhere shows each change through the live stream."""
+    alice = await client_for(served_lab, "alice")
+    app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_workers(pilot)
+        await until(pilot, lambda: app.stream_state == "live", SLOW, "the live stream")
+        registered = await alice.register_worker(grants=[Grant(group="lab")], slots=1)
+        await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the new worker")
+        await alice.drain_worker(registered.worker.uuid)
+        await until(pilot, lambda: column(pane, "state") == ["◐ draining"], SLOW, "draining")
+        await alice.resume_worker(registered.worker.uuid)
+        await alice.submit_task(TaskSpec(command=["true"], group="lab"))
+        async with AsyncClient(URL, registered.token, transport=served_lab.transport()) as worker:
+            await worker.fetch_tasks(registered.worker.uuid)
+        await until(pilot, lambda: column(pane, "slots") == ["1/1"], SLOW, "the task taken")
