@@ -29,6 +29,7 @@ from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import Client
 from mitosis_sdk.schemas import Grant, HostFacts, Member, Role, TaskSpec
 from mitosis_tui.app import MitosisApp
+from mitosis_tui.live import STREAM_GROUP
 from mitosis_tui.screens.logs import LogsScreen
 
 HERE = Path(__file__).parent
@@ -216,7 +217,10 @@ def seed_fleet(url: str, data_dir: Path) -> None:
 
 async def settle(app, pilot, seconds: float = 0.4) -> None:
     await pilot.pause(seconds)
-    await app.workers.wait_for_complete()
+    # The live stream's worker runs for as long as the app; wait for the others only (an
+    # empty list would mean "all" to Textual).
+    if calls := [w for w in app.workers if w.group != STREAM_GROUP]:
+        await app.workers.wait_for_complete(calls)
     await pilot.pause(0.2)
 
 
