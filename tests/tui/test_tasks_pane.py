@@ -8,14 +8,13 @@ import tarfile
 from textual.widgets import Checkbox, Input, Select
 
 from mitosis_sdk.schemas import Dependency, TaskSpec, TaskState
-from mitosis_tui.screens.artifacts import ArtifactsScreen
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.login import LoginScreen
 from mitosis_tui.screens.task_forms import LabelsForm, SubmitForm
 from mitosis_tui.task_window import CHUNK, KEEP
 from mitosis_tui.widgets.task_columns import GAP, MARK_WIDTH
 from mitosis_tui.widgets.tasks_pane import TasksPane
-from tests.tui.conftest import screen_text, settle, until, until_row
+from tests.tui.conftest import download_artifact, screen_text, settle, until, until_row
 
 
 async def submit(client, *command: str, **fields):
@@ -206,13 +205,7 @@ async def test_an_artifact_is_downloaded_with_a_progress_bar(
         await until_row(
             pilot, pane, lambda t: t.state == TaskState.COMPLETED, what="done", timeout=30
         )
-        await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, ArtifactsScreen), what="artifacts")
-        screen = app.screen
-        await until(pilot, lambda: screen.artifacts, what="the list")
-        screen.query_one("#artifact-folder", Input).value = str(tmp_path)
-        screen.query_one("#artifact-list").focus()
-        await pilot.press("d")
+        screen = await download_artifact(pilot, tmp_path)
         saved = tmp_path / f"{task}-result.tar.gz"
         await until(pilot, saved.exists, what="the file")
         await until(pilot, lambda: "Saved" in screen_text(app), what="done")
