@@ -142,9 +142,7 @@ async def test_esc_cancels_an_upload_and_the_coordinator_keeps_nothing(
     assert (await alice.get_group("lab")).storage_used == used
 
 
-async def test_esc_stops_saving_a_folder_between_or_within_files(
-    make_tui, make_user, connect, remember, tmp_path
-):
+async def test_esc_stops_saving_a_folder_whole(make_tui, make_user, connect, remember, tmp_path):
     """Saving a folder is one transfer job: a cancel stops it whole, not just its current
     file; files saved before stay, the one in progress is not written."""
     await lab_with_files(make_user, tmp_path)
