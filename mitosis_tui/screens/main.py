@@ -74,7 +74,9 @@ class MainScreen(Screen[None]):
 
     @property
     def active_pane(self) -> Pane:
-        return self.pane(self.tabs.active)
+        """The visible pane; the home pane in the moment no tab is active yet (at start-up,
+        or while a hidden tab hands over), when a timer may already ask."""
+        return self.pane(self.tabs.active or default_pane(self.mitosis.connection.client))
 
     def _allowed(self, pane_id: str) -> bool:
         me = self.mitosis.identity
