@@ -12,7 +12,7 @@ from mitosis_sdk.archives import pack_directory
 from mitosis_sdk.auth import CredentialCache
 from mitosis_tui.commands.runner import run_batch
 from mitosis_tui.config import ClientSettings
-from tests.integration.files.conftest import URL
+from tests.integration.conftest import URL
 
 
 @pytest.fixture
