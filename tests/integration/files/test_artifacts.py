@@ -17,7 +17,7 @@ from mitosis_sdk.archives import pack_directory
 from mitosis_sdk.schemas import ArtifactType, Resource, Role, TaskFilter
 from mitosis_sdk.schemas.files import ArtifactSelection
 from mitosis_server.db.models import utcnow
-from tests.integration.files.conftest import PART
+from tests.integration.conftest import PART
 from tests.integration.server.fleet import silence, spec, start_worker
 
 RESULT, STD_LOG = ArtifactType.RESULT, ArtifactType.STD_LOG
@@ -37,10 +37,7 @@ async def run(writer, worker, **fields):
     return assignment
 
 
-@pytest.mark.parametrize("object_backend", ["local", "s3"])
-async def test_worker_uploads_outputs_of_its_attempt(
-    lab, worker, make_file, tmp_path, object_backend
-):
+async def test_worker_uploads_outputs_of_its_attempt(lab, worker, make_file, tmp_path):
     """The worker's tar.gz outputs are listed, downloadable by readers, charged to the group."""
     task = await run(lab["write"], worker)
     folder = tmp_path / "result"

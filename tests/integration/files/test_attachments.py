@@ -15,13 +15,10 @@ from mitosis_sdk import errors
 from mitosis_sdk.schemas.files import AttachmentSelection, CompletedPart
 from mitosis_server.db.models import utcnow
 from mitosis_server.services.uploads import Objects, sweep_expired
-from tests.integration.files.conftest import PART
-
-BOTH = pytest.mark.parametrize("object_backend", ["local", "s3"])
+from tests.integration.conftest import PART
 
 
-@BOTH
-async def test_round_trip_single_and_multipart(lab, make_file, tmp_path, object_backend):
+async def test_round_trip_single_and_multipart(lab, make_file, tmp_path):
     """An empty file, a small one (one PUT) and a large one (parts) come back byte for byte."""
     writer = lab["write"]
     empty = make_file("empty.bin", data=b"")
@@ -111,8 +108,7 @@ async def test_bad_keys_are_400(lab):
     assert (await writer.get_group("lab")).storage_used == 0
 
 
-@BOTH
-async def test_more_bytes_than_declared_leave_nothing(lab, behind, object_backend):
+async def test_more_bytes_than_declared_leave_nothing(lab, behind):
     """A PUT longer than declared is refused by the store; completing then fails; aborting
     gives the reservation back and no object remains."""
     writer = lab["write"]
