@@ -65,13 +65,19 @@ class MitosisApp(App[None]):
         *,
         cache: CredentialCache | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        transfer_transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         clock: Callable[[], datetime] | None = None,
         refresh_interval: float = 30.0,
     ) -> None:
         super().__init__()
         self.connection = Connection(
-            url, username, cache=cache, transport=transport, timeout=timeout
+            url,
+            username,
+            cache=cache,
+            transport=transport,
+            transfer_transport=transfer_transport,
+            timeout=timeout,
         )
         self._password = password
         self.clock = clock or (lambda: datetime.now().astimezone())

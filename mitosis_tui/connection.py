@@ -33,6 +33,7 @@ class Connection:
         *,
         cache: CredentialCache | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        transfer_transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.cache = cache or CredentialCache()
@@ -40,12 +41,18 @@ class Connection:
         self.url = normalize_url(url or (last[0] if last else DEFAULT_URL))
         self.username = username or (last[1] if last and last[0] == self.url else None)
         self._transport = transport
+        self._transfer_transport = transfer_transport
         self._timeout = timeout
         self.client = self._new_client()
         self._retired: list[AsyncClient] = []
 
     def _new_client(self) -> AsyncClient:
-        return AsyncClient(self.url, transport=self._transport, timeout=self._timeout)
+        return AsyncClient(
+            self.url,
+            transport=self._transport,
+            transfer_transport=self._transfer_transport,
+            timeout=self._timeout,
+        )
 
     def use_cached_token(self) -> bool:
         """Load the cached token for (url, user) into the client; False when there is none."""

@@ -371,8 +371,19 @@ class TaskFilter(Struct):
 
 
 class TaskSort(enum.StrEnum):
+    """What a query is ordered by; ties are broken by submission order, so every order is
+    total and a cursor never repeats or skips. ``state`` ranks running, ready, pending,
+    failed, cancelled, completed (in descending order); ``exit_code`` counts a signal N as
+    128+N, as shells do; ``duration`` is of finished runs. Tasks without a worker, an exit
+    code or a duration (not run, not ended yet) sort lowest: last when descending."""
+
     CREATED = "created"
     PRIORITY = "priority"
+    STATE = "state"
+    GROUP = "group"
+    WORKER = "worker"
+    EXIT_CODE = "exit_code"
+    DURATION = "duration"
 
 
 class SortOrder(enum.StrEnum):

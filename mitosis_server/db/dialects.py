@@ -8,8 +8,8 @@
 * Start-up work that two coordinators must not do at once (migrations, the first admin) runs
   under a PostgreSQL advisory lock; SQLite's IMMEDIATE transaction already serialises it.
 * Claiming tasks locks rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (``claim_candidates``);
-  timestamp arithmetic inside statements (``seconds_after``) and finding text in text
-  (``position_of``) are spelled per dialect.
+  timestamp arithmetic inside statements (``seconds_after``, ``milliseconds_between``) and
+  finding text in text (``position_of``) are spelled per dialect.
 * Submitting (``numbering``, ``bulk_insert``): PostgreSQL reserves per-group task numbers in
   their own short transaction, so the group row is locked for one statement rather than until
   the submission commits, and inserts many rows as one ``INSERT … SELECT FROM unnest(…)``;
@@ -183,6 +183,30 @@ def _position_of_postgresql(element, compiler, **kw) -> str:
 def _position_of_sqlite(element, compiler, **kw) -> str:
     haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
     return f"instr({haystack}, {needle})"
+
+
+class milliseconds_between(FunctionElement):
+    """``milliseconds_between(start, end)``: whole milliseconds from ``start`` to ``end``
+    (NULL when either is), an integer so that equal durations compare equal exactly."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+    def __init__(self, start, end) -> None:
+        super().__init__(start, end)
+
+
+@compiles(milliseconds_between, "postgresql")
+def _milliseconds_between_postgresql(element, compiler, **kw) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) * 1000 AS BIGINT)"
+
+
+@compiles(milliseconds_between, "sqlite")
+def _milliseconds_between_sqlite(element, compiler, **kw) -> str:
+    # julianday() reads the stored text to the millisecond.
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(ROUND((julianday({end}) - julianday({start})) * 86400000) AS INTEGER)"
 
 
 # --- submitting ------------------------------------------------------------------------------

@@ -8,14 +8,11 @@ scope is every group where the caller has that role (Mitosis admins: all groups)
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import operator
 import uuid
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -24,12 +21,10 @@ from mitosis_sdk.schemas import (
     Dependency,
     Resource,
     Role,
-    SortOrder,
     TaskFilter,
     TaskInfo,
     TaskPage,
     TaskQuery,
-    TaskSort,
     TaskState,
     parse_comparison,
 )
@@ -44,6 +39,7 @@ from mitosis_server.db.models import (
     Worker,
 )
 from mitosis_server.errors import forbidden, invalid, not_found
+from mitosis_server.services import task_order
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.groups import require_role
 
@@ -272,50 +268,21 @@ async def get_task(db: AsyncSession, principal: Principal, task_uuid: uuid.UUID)
 # --- pages ----------------------------------------------------------------------------------
 
 
-def _encode_cursor(query: TaskQuery, task: Task) -> str:
-    key = task.priority if query.sort == TaskSort.PRIORITY else None
-    raw = json.dumps([query.sort.value, query.order.value, key, task.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _cursor_condition(query: TaskQuery) -> ColumnElement[bool]:
-    try:
-        padded = query.cursor + "=" * (-len(query.cursor) % 4)
-        sort, order, key, last_id = json.loads(base64.urlsafe_b64decode(padded))
-        valid = (
-            sort == query.sort
-            and order == query.order
-            and isinstance(last_id, int)
-            and (isinstance(key, int) if sort == TaskSort.PRIORITY else key is None)
-        )
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
-        valid = False
-    if not valid:
-        raise invalid("cursor", "not a cursor of a query with this sort and order")
-    after = operator.gt if query.order == SortOrder.ASC else operator.lt
-    if query.sort == TaskSort.PRIORITY:
-        return or_(after(Task.priority, key), and_(Task.priority == key, after(Task.id, last_id)))
-    return after(Task.id, last_id)
-
-
 async def query_tasks(db: AsyncSession, principal: Principal, query: TaskQuery) -> TaskPage:
     """A page of tasks the caller may read, newest first by default, with the total count.
 
-    Pages follow ``(sort key, id)``, so the cursor stays valid while tasks are submitted.
+    Pages follow ``(sort key, id)`` (:mod:`~mitosis_server.services.task_order`), so the
+    cursor stays valid while tasks are submitted.
     """
     conditions = await filter_conditions(db, principal, query, Role.READ)
     total = await db.scalar(select(func.count()).select_from(Task).where(*conditions))
-    page = conditions + ([_cursor_condition(query)] if query.cursor else [])
-    descending = query.order == SortOrder.DESC
-    order = [Task.priority] if query.sort == TaskSort.PRIORITY else []
-    order.append(Task.id)
+    keys = task_order.page_keys(query, conditions)
     rows = (
         await db.execute(
             info_select()
-            .where(*page)
-            .order_by(*(c.desc() if descending else c.asc() for c in order))
-            .offset(query.offset)
-            .limit(query.limit + 1)
+            .add_columns(*(column for column in keys.c if column.name != "id"))
+            .join(keys, keys.c.id == Task.id)
+            .order_by(*task_order.page_order(keys, query))
         )
     ).all()
     more = len(rows) > query.limit
@@ -323,5 +290,5 @@ async def query_tasks(db: AsyncSession, principal: Principal, query: TaskQuery) 
     return TaskPage(
         tasks=[task_info(r, verbose=query.verbose) for r in rows],
         total=total,
-        next_cursor=_encode_cursor(query, rows[-1].Task) if more else None,
+        next_cursor=task_order.encode_cursor(query, rows[-1]) if more else None,
     )

@@ -317,7 +317,7 @@ def register(commands) -> None:
     p = tasks.add_parser("query", help="find tasks (newest first)")
     add_filter_options(p)
     p.add_argument("--sort", choices=[s.value for s in TaskSort], default="created")
-    p.add_argument("--asc", action="store_true", help="oldest (or lowest priority) first")
+    p.add_argument("--asc", action="store_true", help="ascending: oldest (or lowest) first")
     p.add_argument("--limit", type=int, default=100, help="tasks per page (≤ 1000)")
     p.add_argument("--offset", type=int, default=0, help="skip this many")
     p.add_argument("--cursor", help="continue after a previous page")

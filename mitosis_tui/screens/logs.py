@@ -114,7 +114,7 @@ class LogsScreen(Screen[None]):
         if self.info is not None:
             parts.append(f"{self.info.group}#{self.info.seq} {state_text(self.info)}")
         parts.append("ended" if self.ended else "live")
-        count = f"{len(view.entries):,} lines"
+        count = f"{view.output_lines:,} line{'' if view.output_lines == 1 else 's'}"
         if view.dropped:
             count += f" (first {view.dropped:,} dropped)"
         parts.append(count)

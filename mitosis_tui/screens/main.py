@@ -40,6 +40,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.history: list[str] = []
         self._current = ""
+        self._initial = ""
         self._going_back = False
 
     @property
@@ -48,8 +49,9 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         client = self.mitosis.connection.client
+        self._initial = default_pane(client)
         yield StatusBar(id="status-bar")
-        with TabbedContent(id="panes", initial=default_pane(client)):
+        with TabbedContent(id="panes", initial=self._initial):
             for spec in PANES:
                 with TabPane(f"{spec.key} {spec.title}", id=spec.id):
                     yield spec.build(client)
@@ -74,9 +76,9 @@ class MainScreen(Screen[None]):
 
     @property
     def active_pane(self) -> Pane:
-        """The visible pane; the home pane in the moment no tab is active yet (at start-up,
-        or while a hidden tab hands over), when a timer may already ask."""
-        return self.pane(self.tabs.active or default_pane(self.mitosis.connection.client))
+        # The tabs activate their first tab a moment after mounting; until then (when a
+        # quick reload timer may already fire) the pane on show is the initial one.
+        return self.pane(self.tabs.active or self._initial)
 
     def _allowed(self, pane_id: str) -> bool:
         me = self.mitosis.identity

@@ -19,6 +19,10 @@ from mitosis_tui.screens.forms import PasswordForm, QuotaForm, UserForm
 from mitosis_tui.widgets.pane import Pane
 from mitosis_tui.workers import api_work
 
+# Fixed widths: Textual sizes automatic columns only when idle, and rows drawn before that
+# keep their clipped cells; the table also never jumps as users load. Names past 20 cells
+# are clipped (the forms take them whole).
+COLUMNS = (("USER", 20), ("ADMIN", 5), ("STATE", 9), ("GROUPS", 7), ("CREATED", 10))
 STATE_LABELS = {
     UserState.ACTIVE: "● active",
     UserState.LOCKED: "⊘ locked",
@@ -48,7 +52,8 @@ class AdminPane(Pane):
     def compose(self) -> ComposeResult:
         yield Label("Users", classes="section-title")
         table = DataTable(id="users", cursor_type="row")
-        table.add_columns("USER", "ADMIN", "STATE", "GROUPS", "CREATED")
+        for title, width in COLUMNS:
+            table.add_column(title, width=width)
         yield table
 
     @property

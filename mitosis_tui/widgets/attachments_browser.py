@@ -5,7 +5,8 @@ at a time, sub-folders first with the size and number of the files below them, s
 with a million files browses like a small one. Enter opens a folder (or ``..``), Backspace
 goes up, ``[`` and ``]`` turn pages. Uploads, downloads and deletes run in workers of their
 own with progress in :class:`TransferList`, so the browser stays usable meanwhile and
-several transfers can run at once.
+several transfers can run at once; each can be cancelled (its button, or Esc for the newest),
+which leaves nothing behind: no partial local file, no file on the coordinator.
 
 Roles: every member lists and downloads; uploading and deleting need ``write``. The pane
 greys those keys out for readers and the note under the table says why.
@@ -13,6 +14,7 @@ greys those keys out for readers and the note under the table says why.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -21,6 +23,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
+from textual.worker import get_current_worker
 
 from mitosis_sdk.client.files import path_inside
 from mitosis_sdk.errors import MitosisError
@@ -30,7 +33,7 @@ from mitosis_sdk.schemas.limits import MAX_PAGE
 from mitosis_sdk.units import format_size
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.file_forms import DownloadForm, DownloadTarget, UploadForm, UploadRequest
-from mitosis_tui.widgets.transfer_list import TransferList
+from mitosis_tui.widgets.transfer_list import Transfer, TransferList
 from mitosis_tui.workers import Reported, api_work
 
 if TYPE_CHECKING:
@@ -250,7 +253,8 @@ class AttachmentsBrowser(Vertical):
 
     @api_work(group="transfer", exclusive=False)
     async def upload(self, group: str, request: UploadRequest) -> None:
-        transfer = self.transfers.start("↑", request.key, request.path.stat().st_size)
+        size = request.path.stat().st_size
+        transfer = self.transfers.start("↑", request.key, size, get_current_worker())
         try:
             info = await self.mitosis.call(
                 lambda c: c.upload_attachment(
@@ -260,6 +264,13 @@ class AttachmentsBrowser(Vertical):
         except OSError as exc:
             self.mitosis.report_error(f"cannot read {request.path}: {exc.strerror or exc}")
             return
+        except asyncio.CancelledError:  # the SDK aborted the upload: the quota is given back
+            self.notify(
+                f"Upload of {request.path.name} cancelled: nothing was stored in {group}.",
+                markup=False,
+            )
+            self.post_message(self.Changed(group))
+            raise
         finally:
             self.transfers.finish(transfer)
         self.notify(f"Uploaded {request.path.name} to {group} as {info.key}.", markup=False)
@@ -288,11 +299,18 @@ class AttachmentsBrowser(Vertical):
     @api_work(group="transfer", exclusive=False)
     async def download(self, group: str, key: str, dest: Path) -> None:
         link = await self.mitosis.call(lambda c: c.attachment_link(group, key))
-        if await self._save(link, dest):
+        try:
+            saved = await self._save(link, dest)
+        except asyncio.CancelledError:  # the SDK removed the partial file
+            self.notify(f"Saving {key} cancelled: {dest} was left as it was.", markup=False)
+            raise
+        if saved:
             self.notify(f"Saved {key} ({format_size(link.size)}) as {dest}.", markup=False)
 
     async def _save(self, link: AttachmentLink, dest: Path) -> bool:
-        transfer = self.transfers.start("↓", f"{link.key} → {dest}", link.size)
+        transfer = self.transfers.start(
+            "↓", f"{link.key} → {dest}", link.size, get_current_worker()
+        )
         try:
             await self.mitosis.call(
                 lambda c: c.download_url(link.url, dest, size=link.size, progress=transfer.advance)
@@ -328,13 +346,29 @@ class AttachmentsBrowser(Vertical):
                 kept += 1
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if await self._save(link, dest):
-                saved += 1
-            else:
-                failed += 1
+            try:
+                ok = await self._save(link, dest)
+            except asyncio.CancelledError:
+                self.notify(
+                    f"Saving {prefix} cancelled after {saved} of {len(links)} file(s); the one"
+                    f" in progress, {dest}, was left as it was.",
+                    markup=False,
+                )
+                raise
+            saved, failed = saved + ok, failed + (not ok)
         message = f"Saved {saved} file(s) from {prefix} into {target.path}"
         extra = [f"{kept} already there (kept)"] * bool(kept) + [f"{failed} failed"] * bool(failed)
         self.notify(message + (f"; {', '.join(extra)}" if extra else "") + ".", markup=False)
+
+    def cancel_transfer(self, transfer: Transfer | None = None) -> None:
+        """Cancel ``transfer`` (None: the newest one that can still be cancelled)."""
+        cancelled = self.transfers.cancel_newest() if transfer is None else transfer.cancel()
+        if not cancelled:
+            self.notify("Too late to cancel: the last bytes are through.", timeout=3)
+
+    def on_transfer_list_cancel_pressed(self, message: TransferList.CancelPressed) -> None:
+        message.stop()
+        self.cancel_transfer(message.transfer)
 
     # -- delete ---------------------------------------------------------------------------
 

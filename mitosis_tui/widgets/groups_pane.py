@@ -27,6 +27,7 @@ from mitosis_tui.workers import api_work
 
 MEMBER_ACTIONS = {"add_member", "change_role", "remove_member", "show_files"}
 FILE_ACTIONS = {
+    "cancel_transfer",
     "upload",
     "download",
     "delete_file",
@@ -46,6 +47,9 @@ class GroupsPane(Pane):
     TITLE = "Groups"
 
     BINDINGS = [
+        # Only while a transfer runs (first, so the footer never cuts it off); else Esc goes
+        # back to the previous pane as everywhere.
+        Binding("escape", "cancel_transfer", "Cancel", tooltip="Cancel the newest transfer"),
         Binding("a", "add_member", "Add member", tooltip="Add a member to the selected group"),
         Binding("e", "change_role", "Role", tooltip="Change the selected member's role"),
         Binding("d,delete", "remove_member", "Remove", tooltip="Remove the selected member"),
@@ -131,6 +135,8 @@ class GroupsPane(Pane):
                 return False
             if action in WRITE_ACTIONS and not self.browser.can_write:
                 return None  # greyed out; the note under the files says why
+            if action == "cancel_transfer" and not self.browser.transfers.active:
+                return False
         return True
 
     async def run_action(self, action: str, namespaces=None) -> bool:
@@ -292,6 +298,9 @@ class GroupsPane(Pane):
 
     def action_delete_file(self) -> None:
         self.browser.ask_delete()
+
+    def action_cancel_transfer(self) -> None:
+        self.browser.cancel_transfer()
 
     def action_folder_up(self) -> None:
         self.browser.up()

@@ -15,6 +15,7 @@ with ``▌`` in the gutter).
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,10 @@ class LogEntry:
     at: float | None = None
 
 
+def _marker_count(entries) -> int:
+    return sum(entry.stream == "marker" for entry in entries)
+
+
 def _clean(text: str) -> str:
     return "".join(c if c >= " " or c == "\t" else "�" for c in text).expandtabs(4)
 
@@ -63,6 +68,7 @@ class LogView(LineView, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.entries: deque[LogEntry] = deque(maxlen=MAX_LINES)
+        self.markers = 0  # entries that are markers ("stream ended" …), not the task's output
         self.dropped = 0
         self.follow = True
         self.wrap = False
@@ -81,6 +87,9 @@ class LogView(LineView, can_focus=True):
         if not entries:
             return
         first = self.dropped + len(self.entries)  # the number of the first new line
+        overflow = len(self.entries) + len(entries) - MAX_LINES
+        leaving = itertools.islice(self.entries, max(0, overflow))
+        self.markers += _marker_count(entries) - _marker_count(leaving)
         self.entries.extend(entries)
         self.dropped = first + len(entries) - len(self.entries)
         for entry in entries:
@@ -97,8 +106,14 @@ class LogView(LineView, can_focus=True):
         if self.follow:
             self._scroll_end()
 
+    @property
+    def output_lines(self) -> int:
+        """Kept lines of the task's output (markers left out)."""
+        return len(self.entries) - self.markers
+
     def clear(self) -> None:
         self.entries.clear()
+        self.markers = 0
         self.dropped = 0
         self._width = 0
         self._rows.clear()

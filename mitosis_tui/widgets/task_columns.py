@@ -5,6 +5,9 @@ Every column but COMMAND has a fixed width, so rows never jump as they load or c
 COMMAND takes what is left. When the width does not fit every column, the ones with the
 highest ``drop`` number are left out first (at 80 columns: tags, labels, worker, phase);
 ``drop == 0`` columns always stay. State is a symbol *and* a word (colour is extra).
+
+A column with a ``sort`` is one the coordinator can order by (``TaskSort``); the Tasks pane
+sorts by it from the header or with ``s``/``S``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from mitosis_sdk.schemas import TaskInfo, TaskSort, TaskState
 from mitosis_sdk.units import format_duration
 from mitosis_tui.commands.tasks import STATE_SYMBOLS
 
-__all__ = ["COLUMNS", "Column", "compact_age", "layout", "short_id", "state_text"]
+__all__ = ["COLUMNS", "SORTABLE", "Column", "compact_age", "layout", "short_id", "state_text"]
 
 GAP = 1  # cells between columns
 COMMAND_EXTRA = 40  # spare cells COMMAND takes first
@@ -71,31 +74,47 @@ class Column:
     cell: Callable[[TaskInfo, datetime], str]
     right: bool = False
     sort: TaskSort | None = None  # the coordinator sorts by this column
+    descending: bool = True  # the direction a new sort by this column starts in
     styled: bool = False  # coloured by the task's state
 
 
+def _age(task: TaskInfo, now: datetime) -> str:
+    return compact_age((now - task.created_at).total_seconds())
+
+
+# Sorts start where an operator looks first: newest, highest priority, running (then queued,
+# then failed), longest, highest exit code, tasks with a worker (grouped by it); groups
+# from A.
 COLUMNS: tuple[Column, ...] = (
-    Column("state", "STATE", 11, 0, lambda t, _: state_text(t), styled=True),
+    Column("state", "STATE", 11, 0, lambda t, _: state_text(t), sort=TaskSort.STATE, styled=True),
     Column("uuid", "UUID", 8, 0, lambda t, _: short_id(t.uuid)),
-    Column("group", "GROUP", 12, 3, lambda t, _: f"{t.group}#{t.seq}"),
+    Column(
+        "group",
+        "GROUP",
+        12,
+        3,
+        lambda t, _: f"{t.group}#{t.seq}",
+        sort=TaskSort.GROUP,
+        descending=False,
+    ),
     Column("command", "COMMAND", 14, 0, lambda t, _: " ".join(t.command)),
     Column("tags", "TAGS", 10, 8, lambda t, _: ",".join(t.tags)),
     Column("labels", "LABELS", 10, 6, lambda t, _: ",".join(t.labels)),
     Column("priority", "PRIO", 5, 4, lambda t, _: str(t.priority), True, TaskSort.PRIORITY),
-    Column("worker", "WORKER", 8, 7, lambda t, _: short_id(t.worker)),
-    Column("phase", "PHASE", 9, 5, _phase),
     Column(
-        "age",
-        "AGE",
-        4,
-        0,
-        lambda t, now: compact_age((now - t.created_at).total_seconds()),
-        True,
-        TaskSort.CREATED,
+        "worker",
+        "WORKER",
+        8,
+        7,
+        lambda t, _: short_id(t.worker),
+        sort=TaskSort.WORKER,
     ),
-    Column("duration", "DUR", 6, 2, _duration, True),
-    Column("exit", "EXIT", 4, 1, _exit, True),
+    Column("phase", "PHASE", 9, 5, _phase),
+    Column("age", "AGE", 4, 0, _age, True, TaskSort.CREATED),
+    Column("duration", "DUR", 6, 2, _duration, True, TaskSort.DURATION),
+    Column("exit", "EXIT", 4, 1, _exit, True, TaskSort.EXIT_CODE),
 )
+SORTABLE = {column.sort: column for column in COLUMNS if column.sort is not None}
 
 
 def layout(width: int) -> list[tuple[Column, int]]:

@@ -7,7 +7,8 @@ dim placeholder, and the table asks for it with :class:`TaskTable.NeedRows` when
 visible changes (scrolling, resizing, a new total). Line 0 is the header, which stays put.
 
 Keys: arrows (and ``j``/``k``), PgUp/PgDn, Home/End move the cursor; clicking a row moves it
-there; clicking a sortable header (AGE, PRIO) posts :class:`TaskTable.HeaderClicked`.
+there; clicking a sortable header (every column but UUID, COMMAND, TAGS, LABELS and PHASE)
+posts :class:`TaskTable.HeaderClicked`.
 """
 
 from __future__ import annotations
@@ -219,8 +220,8 @@ class TaskTable(LineView, can_focus=True):
         cells = []
         for column, cell_width in self.columns():
             title = column.title
-            if column.sort == sort:
-                title += "▼" if descending else "▲"
+            if column.sort == sort:  # the arrow stays when the title has to be cut for it
+                title = title[: cell_width - 1] + ("▼" if descending else "▲")
             cells.append(_fit(title, cell_width, column.right))
         text = " " * MARK_WIDTH + (" " * GAP).join(cells)
         return Strip([Segment(_fit(text, width), style)], width)

@@ -11,6 +11,11 @@ are read again (so new tasks appear and changed ones move); nothing reloads peri
 the app's slow backstop. The cursor stays on its task when rows are inserted above it,
 unless it is on the first row (then new tasks show up under it, like ``tail -f``).
 
+Sorting is the coordinator's too (so it holds across every page): ``s`` moves the sort to
+the next sortable column on screen, ``S`` reverses it, a click on a header sorts by that
+column (again: reverses). Each column starts in the direction an operator reads it in
+(:data:`~mitosis_tui.widgets.task_columns.COLUMNS`).
+
 Actions (see :mod:`mitosis_tui.widgets.task_actions`) act on the selected tasks (Space), or
 on the task under the cursor when nothing is selected.
 """
@@ -39,19 +44,13 @@ from mitosis_tui.task_window import TaskWindow
 from mitosis_tui.widgets.pane import Pane
 from mitosis_tui.widgets.state_chips import QUICK_FILTERS, StateChips
 from mitosis_tui.widgets.task_actions import TASK_BINDINGS, TaskActions
-from mitosis_tui.widgets.task_columns import short_id
+from mitosis_tui.widgets.task_columns import SORTABLE, Column, short_id
 from mitosis_tui.widgets.task_table import TaskTable
 from mitosis_tui.workers import api_work
 
 __all__ = ["TasksPane"]
 
 REFETCH_EVERY = 1.0  # seconds between re-reads of the visible rows while events flow
-SORTS = [
-    (TaskSort.CREATED, True),
-    (TaskSort.CREATED, False),
-    (TaskSort.PRIORITY, True),
-    (TaskSort.PRIORITY, False),
-]
 ALL_GROUPS = ""
 
 
@@ -67,7 +66,8 @@ class TasksPane(TaskActions, Pane):
         Binding("escape", "clear_selection", "Unselect", show=False, tooltip="Clear selection"),
         Binding("f", "quick_filter(1)", "States", show=False, tooltip="Next state quick-filter"),
         Binding("F", "quick_filter(-1)", "States back", show=False, tooltip="Previous one"),
-        Binding("s", "next_sort", "Sort", show=False, tooltip="Sort by age or priority, ▼▲"),
+        Binding("s", "next_sort", "Sort", show=False, tooltip="Sort by the next column"),
+        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort ▼▲"),
         Binding("g", "choose_group", "Group", show=False, tooltip="Choose the group shown"),
     ]
 
@@ -79,7 +79,7 @@ class TasksPane(TaskActions, Pane):
         self.quick = 0
         self.filter_text = ""
         self.filter_fields: dict[str, object] = {}
-        self.sort_index = 0
+        self.sort: tuple[TaskSort, bool] = (TaskSort.CREATED, True)  # (column, descending)
         self._visible = (0, 40)
         self._fetcher = None
         self._refetch_timer = None
@@ -136,7 +136,7 @@ class TasksPane(TaskActions, Pane):
 
     def query_for(self, chunk: int) -> tuple[TaskQuery, bool]:
         """The query that reads ``chunk``, and whether it reads it in reverse order."""
-        sort, descending = SORTS[self.sort_index]
+        sort, descending = self.sort
         fields = dict(self.filter_fields)
         if "states" not in fields:
             fields["states"] = list(QUICK_FILTERS[self.quick][1])
@@ -155,7 +155,7 @@ class TasksPane(TaskActions, Pane):
         """The filter, sort or group changed: start from the top."""
         self.window.reset()
         table = self.table
-        table.sort = SORTS[self.sort_index]
+        table.sort = self.sort
         table.scroll_to(y=0, animate=False, immediate=True, force=True)
         table.cursor_row = 0
         table.empty_text = self._empty_text()
@@ -339,13 +339,27 @@ class TasksPane(TaskActions, Pane):
         self._requery()
 
     def on_task_table_header_clicked(self, message: TaskTable.HeaderClicked) -> None:
-        sort, descending = SORTS[self.sort_index]
-        wanted = (message.column.sort, not descending if message.column.sort == sort else True)
-        self.sort_index = SORTS.index(wanted)
-        self._requery()
+        """A click on the sorted column reverses the sort; on another, sorts by that one."""
+        if message.column.sort == self.sort[0]:
+            self.action_reverse_sort()
+        else:
+            self._sort_by(message.column)
 
     def action_next_sort(self) -> None:
-        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        """Sort by the next sortable column to the right of the sorted one (of those on
+        screen, wrapping round)."""
+        shown = [column for column, _ in self.table.columns() if column.sort is not None]
+        current = next((n for n, c in enumerate(shown) if c.sort == self.sort[0]), -1)
+        self._sort_by(shown[(current + 1) % len(shown)])
+
+    def action_reverse_sort(self) -> None:
+        sort, descending = self.sort
+        self.sort = (sort, not descending)
+        self._requery()
+
+    def _sort_by(self, column: Column) -> None:
+        assert column.sort is not None
+        self.sort = (column.sort, column.descending)
         self._requery()
 
     def action_toggle_select(self) -> None:
@@ -371,9 +385,8 @@ class TasksPane(TaskActions, Pane):
         text.append(count, style="bold")
         if self.selected:
             text.append(f"  │  {len(self.selected)} selected", style="bold")
-        sort, descending = SORTS[self.sort_index]
-        text.append(f"  │  sort {'age' if sort == TaskSort.CREATED else 'priority'}")
-        text.append(" ▼" if descending else " ▲")
+        sort, descending = self.sort
+        text.append(f"  │  sort {SORTABLE[sort].key} {'▼' if descending else '▲'}")
         if self.filter_text:
             text.append(f"  │  /{self.filter_text}")
         self.query_one("#tasks-summary", Static).update(text)

@@ -28,6 +28,7 @@ from mitosis_sdk.schemas import Member, Role
 from mitosis_server.app import create_app
 from mitosis_server.config import CoordinatorSettings
 from mitosis_tui.app import MitosisApp
+from mitosis_tui.screens.artifacts import ArtifactsScreen
 from tests.conftest import ADMIN, free_port
 from tests.e2e.processes import start_worker, stop_process
 
@@ -162,6 +163,47 @@ class ToLoopback(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class HeldLink(httpx.AsyncBaseTransport):
+    """A real link to the object store (the presigned URLs) on which every body, up or
+    down, moves its first chunk and then waits for :attr:`released`: a transfer caught
+    half-way, as on a slow line, so a test can cancel it while bytes are in flight. Give it
+    to the app as its ``transfer_transport``; the coordinator's API does not go through it.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.moving = asyncio.Event()  # a first chunk went through
+        self.released = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            request.stream = _HeldBody(request.stream, self)
+        response = await self._inner.handle_async_request(request)
+        if request.method == "GET":
+            response.stream = _HeldBody(response.stream, self)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _HeldBody(httpx.AsyncByteStream):
+    def __init__(self, stream, link: HeldLink) -> None:
+        self._stream, self._link = stream, link
+
+    async def __aiter__(self):
+        first = True
+        async for chunk in self._stream:
+            if not first:
+                await self._link.released.wait()
+            first = False
+            yield chunk
+            self._link.moving.set()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class ServedCoordinator:
@@ -334,3 +376,16 @@ async def until_row(pilot, pane, predicate, what: str, timeout: float = 20.0):
 
     await until(pilot, check, timeout=timeout, what=what)
     return found[0]
+
+
+async def download_artifact(pilot, folder: Path):
+    """``a`` on the focused task, the folder set, ``d`` on the first artifact; the screen."""
+    app = pilot.app
+    await pilot.press("a")
+    await until(pilot, lambda: isinstance(app.screen, ArtifactsScreen), what="artifacts")
+    screen = app.screen
+    await until(pilot, lambda: screen.artifacts, what="the list")
+    screen.query_one("#artifact-folder").value = str(folder)
+    screen.query_one("#artifact-list").focus()
+    await pilot.press("d")
+    return screen

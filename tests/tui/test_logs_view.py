@@ -11,7 +11,7 @@ from mitosis_sdk.schemas import Role, TaskState
 from mitosis_tui.screens.logs import LogsScreen, SaveLogForm
 from mitosis_tui.widgets.log_view import MAX_LINES, LogEntry, LogView
 from tests.integration.server.fleet import start_worker
-from tests.tui.conftest import until, until_row
+from tests.tui.conftest import screen_text, until, until_row
 from tests.tui.test_tasks_pane import submit
 
 
@@ -98,6 +98,7 @@ async def test_search_finds_lines_and_save_writes_them(alice_tasks, lab, transpo
         screen = await open_logs(pilot, pane, task)
         view = screen.view
         await until(pilot, lambda: "── live stream ended ──" in texts(view), what="all lines")
+        await until(pilot, lambda: "51 lines" in screen_text(app), what="the count, no marker")
         await until(pilot, lambda: view.scroll_y == view.max_scroll_y > 0, what="at the end")
         await pilot.press("home")  # to the top: following stops
         await until(pilot, lambda: view.scroll_y == 0, what="at the top")
@@ -170,9 +171,11 @@ async def test_memory_stays_bounded_and_drops_are_counted():
     async with app.run_test(size=(60, 12)) as pilot:
         view = app.query_one(LogView)
         view.set_wrap(True)
-        view.append([LogEntry("stdout", str(n)) for n in range(MAX_LINES + 25)])
+        view.append([LogEntry("marker", "a marker, then the output")])
+        view.append([LogEntry("stdout", str(n)) for n in range(MAX_LINES + 24)])
         await pilot.pause()
         assert len(view.entries) == MAX_LINES
         assert view.dropped == 25
-        assert view.entries[0].text == "25"
+        assert view.output_lines == MAX_LINES  # the marker went first
+        assert view.entries[0].text == "24"
         assert view.virtual_size.height == MAX_LINES

@@ -7,14 +7,14 @@ import tarfile
 
 from textual.widgets import Checkbox, Input, Select
 
-from mitosis_sdk.schemas import TaskSpec, TaskState
-from mitosis_tui.screens.artifacts import ArtifactsScreen
+from mitosis_sdk.schemas import Dependency, TaskSpec, TaskState
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.login import LoginScreen
 from mitosis_tui.screens.task_forms import LabelsForm, SubmitForm
 from mitosis_tui.task_window import CHUNK, KEEP
+from mitosis_tui.widgets.task_columns import GAP, MARK_WIDTH
 from mitosis_tui.widgets.tasks_pane import TasksPane
-from tests.tui.conftest import screen_text, settle, until, until_row
+from tests.tui.conftest import download_artifact, screen_text, settle, until, until_row
 
 
 async def submit(client, *command: str, **fields):
@@ -205,13 +205,7 @@ async def test_an_artifact_is_downloaded_with_a_progress_bar(
         await until_row(
             pilot, pane, lambda t: t.state == TaskState.COMPLETED, what="done", timeout=30
         )
-        await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, ArtifactsScreen), what="artifacts")
-        screen = app.screen
-        await until(pilot, lambda: screen.artifacts, what="the list")
-        screen.query_one("#artifact-folder", Input).value = str(tmp_path)
-        screen.query_one("#artifact-list").focus()
-        await pilot.press("d")
+        screen = await download_artifact(pilot, tmp_path)
         saved = tmp_path / f"{task}-result.tar.gz"
         await until(pilot, saved.exists, what="the file")
         await until(pilot, lambda: "Saved" in screen_text(app), what="done")
@@ -230,16 +224,86 @@ async def test_y_copies_the_uuid(alice_tasks, lab):
         assert f"Copied {task}" in "".join(n.message for n in app._notifications)
 
 
-async def test_s_sorts_by_priority_on_the_coordinator(alice_tasks, lab):
-    """s cycles age ▼, age ▲, priority ▼: the highest priority comes first."""
+def summary(app) -> str:
+    return str(app.main_screen.query_one("#tasks-summary").render())
+
+
+async def click_header(pilot, pane: TasksPane, title: str) -> None:
+    x = MARK_WIDTH
+    for column, width in pane.table.columns():
+        if column.title == title:
+            await pilot.click(pane.table, offset=(x, 0))
+            return
+        x += width + GAP
+    raise AssertionError(f"no {title} column on screen")
+
+
+async def test_s_moves_the_sort_to_the_next_column_on_screen(alice_tasks, lab):
+    """At 80 columns s goes age → duration → exit → state → group → priority → age, each in
+    its own first direction; the header's arrow and the summary follow."""
+    await submit(lab, "true", group="lab")
+    async with alice_tasks() as (pilot, _pane):
+        app = pilot.app
+        steps = [
+            ("DUR▼", "sort duration ▼"),
+            ("EXI▼", "sort exit ▼"),
+            ("STATE▼", "sort state ▼"),
+            ("GROUP▲", "sort group ▲"),
+            ("PRIO▼", "sort priority ▼"),
+            ("AGE▼", "sort age ▼"),
+        ]
+        for header, words in steps:
+            await pilot.press("s")
+            await until(pilot, lambda h=header: h in screen_text(app), what=header)
+            assert words in summary(app)
+
+
+async def test_clicking_a_header_sorts_on_the_coordinator_and_again_reverses(alice_tasks, lab):
+    """A click on PRIO: highest first, as the coordinator orders them; a second click: lowest
+    first."""
     for priority in (1, 9, 5):
         await submit(lab, "true", group="lab", priority=priority)
     async with alice_tasks() as (pilot, pane):
         app = pilot.app
         assert [t.priority for t in held(pane)] == [5, 9, 1]  # newest first
-        await pilot.press("s", "s")
-        await until(pilot, lambda: [t.priority for t in held(pane)] == [9, 5, 1], what="sorted")
-        await until(pilot, lambda: "PRIO▼" in screen_text(app), what="the sort in the header")
+        await click_header(pilot, pane, "PRIO")
+        await until(pilot, lambda: [t.priority for t in held(pane)] == [9, 5, 1], what="▼")
+        await until(pilot, lambda: "PRIO▼" in screen_text(app), what="the arrow")
+        await click_header(pilot, pane, "PRIO")
+        await until(pilot, lambda: [t.priority for t in held(pane)] == [1, 5, 9], what="▲")
+        assert "sort priority ▲" in summary(app)
+
+
+async def test_by_state_running_and_queued_come_first_and_S_reverses(alice_tasks, lab):
+    """State ▼: ready, then pending, then cancelled; S turns it round."""
+    ready = await submit(lab, "true", group="lab")
+    cancelled = await submit(lab, "true", group="lab")
+    await lab.cancel_task(cancelled)
+    pending = await submit(lab, "true", group="lab", depends_on=[Dependency(task=ready)])
+    async with alice_tasks() as (pilot, pane):
+        await click_header(pilot, pane, "STATE")
+        wanted = [ready, pending, cancelled]
+        await until(pilot, lambda: [t.uuid for t in held(pane)] == wanted, what="by state")
+        await pilot.press("S")
+        await until(pilot, lambda: [t.uuid for t in held(pane)] == wanted[::-1], what="S")
+        assert "sort state ▲" in summary(pilot.app)
+
+
+async def test_a_large_group_sorted_by_a_column_stays_paged_and_in_order(alice_tasks, lab):
+    """1,500 tasks by priority: still a chunk at a time, and End's page (read from the other
+    end, in reverse) joins the order: the last row is the oldest of the lowest priority."""
+    specs = [TaskSpec(command=["true", str(n)], group="lab", priority=n % 7) for n in range(1500)]
+    await lab.submit_tasks(specs)
+    async with alice_tasks() as (pilot, pane):
+        await click_header(pilot, pane, "PRIO")
+        await until(pilot, lambda: pane.window.row(0).priority == 6, what="sorted")
+        assert pane.window.held_rows <= 3 * CHUNK
+        await pilot.press("end")
+        await until(pilot, lambda: pane.window.row(1499) is not None, what="the last page")
+        assert pane.focused_task().command == ["true", "0"]
+        tail = [pane.window.row(i) for i in range(1400, 1500)]
+        keys = [(t.priority, int(t.command[1])) for t in tail]
+        assert keys == sorted(keys, reverse=True)
 
 
 async def test_a_large_group_is_read_a_chunk_at_a_time(alice_tasks, lab):
