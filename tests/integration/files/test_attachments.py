@@ -257,3 +257,18 @@ async def test_a_folder_prefix_must_name_a_folder_the_caller_may_read(lab):
             await lab["read"].list_attachment_folder("lab", prefix)
     with pytest.raises(errors.NotFound):
         await lab["non-member"].list_attachment_folder("lab")
+
+
+async def test_bytes_go_to_the_store_not_through_the_coordinator_api(
+    lab, make_file, object_backend, settings
+):
+    """Upload and download URLs name S3 itself, or the local store's own signed /objects/
+    path — never an API route that would carry the bytes (F1)."""
+    writer = lab["write"]
+    await writer.upload_attachment("lab", make_file("f", 10), "f")
+    ticket = await writer.begin_attachment_upload("lab", "g", 10)
+    link = await writer.attachment_link("lab", "f")
+    store = settings.s3_url if object_backend == "s3" else f"{settings.public_url}/objects/"
+    assert ticket.upload.url.startswith(store)
+    assert link.url.startswith(store)
+    await writer.abort_attachment_upload("lab", ticket.id)
