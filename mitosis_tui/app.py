@@ -8,6 +8,8 @@ probes an unreachable coordinator with backoff until it answers again.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +41,13 @@ from mitosis_tui.workers import Reported, api_work
 T = TypeVar("T")
 
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+TERMINAL_CHECK_EVERY = 1.0  # seconds
+
+
+def _terminal_attached() -> bool:
+    """Is stdin still a terminal? (A hung-up one no longer is.)"""
+    stdin = sys.__stdin__
+    return stdin is not None and not stdin.closed and os.isatty(stdin.fileno())
 
 
 class MitosisApp(App[None]):
@@ -91,6 +100,8 @@ class MitosisApp(App[None]):
 
     def on_mount(self) -> None:
         self.set_interval(self.refresh_interval, self._backstop_refresh)
+        if not self.is_headless and _terminal_attached():
+            self.set_interval(TERMINAL_CHECK_EVERY, self._check_terminal)
         if self._password and self.connection.username:
             self.login_with_password(self.connection.username, self._password)
         elif self.connection.use_cached_token():
@@ -100,6 +111,14 @@ class MitosisApp(App[None]):
 
     async def on_unmount(self) -> None:
         await self.connection.close()
+
+    def _check_terminal(self) -> None:
+        # A terminal that went away (an SSH link dropped under `just up`, whose `just` keeps
+        # the hang-up signal to itself) leaves stdin at end of file and Textual's reader
+        # spinning: nothing can be typed or shown any more, so the client ends, and `just
+        # up` then stops the coordinator and the worker.
+        if not _terminal_attached():
+            self.exit(return_code=1)
 
     @property
     def main_screen(self) -> MainScreen:

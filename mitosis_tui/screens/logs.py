@@ -164,9 +164,11 @@ class LogsScreen(Screen[None]):
                     self._add(LogEntry(line.stream, line.text, line.at))
 
         await self.mitosis.call(read)
-        self._add(LogEntry("marker", "── live stream ended ──"))
-        self.info = await self.mitosis.call(lambda c: c.get_task(self.task_id))
-        self.ended = self.info.state.terminal
+        try:  # the marker and the header's "ended" go on screen together
+            self.info = await self.mitosis.call(lambda c: c.get_task(self.task_id))
+            self.ended = self.info.state.terminal
+        finally:
+            self._add(LogEntry("marker", "── live stream ended ──"))
         if self.ended and not self.live_lines:
             await self._archived()
         self._flush()

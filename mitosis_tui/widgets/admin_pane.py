@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widget import Widget
 from textual.widgets import DataTable, Label
 
 from mitosis_sdk.schemas import UserCreate, UserInfo, UserState
@@ -224,5 +225,5 @@ class AdminPane(Pane):
         self.notify(f"Deleted {username}.")
         self.load_users()
 
-    def focus_default(self) -> None:
-        self.table.focus()
+    def focus_target(self) -> Widget:
+        return self.table

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Label, TabbedContent
 
 from mitosis_sdk.schemas import GroupInfo, GroupMembership, Member
@@ -316,5 +317,5 @@ class GroupsPane(Pane):
         if self.details.group is not None and self.details.group.name == event.group:
             self.load_group(event.group)
 
-    def focus_default(self) -> None:
-        self.group_list.focus()
+    def focus_target(self) -> Widget:
+        return self.group_list

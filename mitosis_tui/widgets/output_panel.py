@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widget import Widget
 from textual.widgets import RichLog
 
 from mitosis_tui.widgets.pane import Pane
@@ -63,5 +64,5 @@ class OutputPanel(Pane):
         self.transcript.clear()
         self.log_view.clear()
 
-    def focus_default(self) -> None:
-        self.log_view.focus()
+    def focus_target(self) -> Widget:
+        return self.log_view

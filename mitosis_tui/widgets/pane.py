@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual.containers import Vertical
+from textual.widget import Widget
 
 if TYPE_CHECKING:
     from mitosis_tui.app import MitosisApp
@@ -47,9 +48,14 @@ class Pane(Vertical):
         """Forget what was shown (the user logged out or changed)."""
         self.loaded_at = None
 
+    def focus_target(self) -> Widget | None:
+        """Where the pane's keys work: its first focusable widget, unless it says otherwise."""
+        return next((widget for widget in self.query("*") if widget.focusable), None)
+
     def focus_default(self) -> None:
-        """Put the focus where the pane's keys work."""
-        for widget in self.query("*"):
-            if widget.focusable:
-                widget.focus()
-                return
+        """Focus :meth:`focus_target` now. ``Widget.focus`` would wait for the app's next
+        turn, and a key typed right after the one that showed the pane (``1`` then ``n``)
+        would still go to the pane left behind."""
+        target = self.focus_target()
+        if target is not None:
+            self.screen.set_focus(target)

@@ -31,6 +31,7 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
@@ -436,5 +437,5 @@ class TasksPane(TaskActions, Pane):
             self.notify(f"{short_id(reply.uuid)} is in {reply.group}, not shown here.")
         self.load()
 
-    def focus_default(self) -> None:
-        self.table.focus()
+    def focus_target(self) -> Widget:
+        return self.table

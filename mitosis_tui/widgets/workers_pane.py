@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from mitosis_sdk.client import AsyncClient
@@ -120,8 +121,8 @@ class WorkersPane(Pane):
     def table(self) -> WorkerTable:
         return self.query_one(WorkerTable)
 
-    def focus_default(self) -> None:
-        self.table.focus()
+    def focus_target(self) -> Widget:
+        return self.table
 
     # -- loading ------------------------------------------------------------------------
 
