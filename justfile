@@ -65,10 +65,7 @@ up *ARGS: setup
     echo "coordinator: $url   (log: $state/server.log)" >&2
     echo "admin login: mitosis_admin / mitosis_admin (change it: mitosis-tui --batch users change-password)" >&2
     {{bin}}/mitosis-tui --batch -c "$url" login mitosis_admin mitosis_admin >/dev/null
-    # Fetches park 2 s at a time, not 30: a stopping coordinator waits out the fetch its
-    # stopped worker left parked, and quitting the TUI should return the shell at once.
-    {{bin}}/mitosis-worker -c "$url" -u mitosis_admin -g mitosis_admin --poll-wait 2s \
-        2>"$state/worker.log" &
+    {{bin}}/mitosis-worker -c "$url" -u mitosis_admin -g mitosis_admin 2>"$state/worker.log" &
     worker=$!
     echo "worker: pid $worker for group mitosis_admin   (log: $state/worker.log)" >&2
     if [ -t 0 ] && [ -t 1 ] && [ -z "${NO_TUI:-}" ]; then

@@ -225,8 +225,28 @@ async def add_finished_tasks(db: str, count: int) -> float:
     return time.perf_counter() - started
 
 
-async def figures(urls: list[str], args) -> dict:
-    result = {"load_before": os.getloadavg()[0]}
+async def commit_latency(db: str, n: int = 200) -> float:
+    """p50 milliseconds of a one-row INSERT in its own transaction on the bench database:
+    the durable commit every claim, report and submit waits for, the floor of their latency
+    (and, for a client that waits for each answer, of its rate)."""
+    engine = create_engine(db)
+    timings = []
+    async with engine.connect() as conn:
+        await conn.execute(text("CREATE TABLE commit_probe (x INTEGER)"))
+        await conn.commit()
+        for _ in range(n):
+            started = time.perf_counter()
+            await conn.execute(text("INSERT INTO commit_probe VALUES (1)"))
+            await conn.commit()
+            timings.append((time.perf_counter() - started) * 1000)
+        await conn.execute(text("DROP TABLE commit_probe"))
+        await conn.commit()
+    await engine.dispose()
+    return statistics.median(timings)
+
+
+async def figures(urls: list[str], args, db: str) -> dict:
+    result = {"load_before": os.getloadavg()[0], "commit_p50_ms": await commit_latency(db)}
     result |= await idle_latency(urls, args.latency)
     result |= await submit_throughput(urls, args.singles, args.batches)
     for key, per_fetch, combined in (
@@ -249,7 +269,7 @@ async def run_backend(backend: str, args) -> dict:
                 extra += ["--redis", args.redis, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
             async with coordinators(db, workdir, args.servers, *extra) as urls:
                 print(f"[{backend}] measuring on an empty database …", file=sys.stderr)
-                empty = await figures(urls, args)
+                empty = await figures(urls, args, db)
                 empty |= await query_latency(urls)
                 print(f"[{backend}] {empty}", file=sys.stderr)
                 loaded = {}
@@ -257,12 +277,13 @@ async def run_backend(backend: str, args) -> dict:
                     print(f"[{backend}] adding {args.finished:,} finished tasks …", file=sys.stderr)
                     loaded["fill_s"] = await add_finished_tasks(db, args.finished)
                     loaded |= await query_latency(urls)
-                    loaded |= await figures(urls, args)
+                    loaded |= await figures(urls, args, db)
                     print(f"[{backend}] {loaded}", file=sys.stderr)
     return {"backend": backend, "servers": args.servers, "empty": empty, "loaded": loaded}
 
 
 ROWS = [
+    ("one-row commit p50 (the database's durable commit)", "commit_p50_ms", "ms"),
     ("idle dispatch latency p50 (submit sent → claimed)", "latency_p50_ms", "ms"),
     ("idle dispatch latency p99 (submit sent → claimed)", "latency_p99_ms", "ms"),
     ("idle dispatch latency p50 (submit accepted → claimed)", "accepted_p50_ms", "ms"),

@@ -58,6 +58,7 @@ def serve(settings: CoordinatorSettings) -> int:
     import uvicorn
 
     from mitosis_server.app import create_app
+    from mitosis_server.serving import CoordinatorServer
 
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
@@ -71,7 +72,7 @@ def serve(settings: CoordinatorSettings) -> int:
         lifespan="on",
     )
     print(f"mitosis-server: serving on http://{settings.bind}", file=sys.stderr, flush=True)
-    server = uvicorn.Server(config)
+    server = CoordinatorServer(config)
     server.run()
     return 0 if server.started else 1
 

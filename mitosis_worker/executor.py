@@ -202,7 +202,7 @@ class Attempt:
 
     async def run(self) -> Outcome:
         if not self._prepared:
-            self.prepare()
+            await asyncio.to_thread(self.prepare)
         started = _now()
         if self._cancel.is_set():
             return Outcome(Reason.CANCELLED, "cancelled before start", None, None, started, started)

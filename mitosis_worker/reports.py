@@ -158,6 +158,8 @@ class Outbox:
         pending = self._results.pop((entry.task, entry.report.attempt), None)
         if pending is not None and not pending.delivered.done():
             pending.delivered.set_result(ack)
+        # A closed outbox's sender may be waiting for this last result: let it see it is done.
+        self._changed.set()
 
     def known(self) -> list[AttemptRef]:
         """Attempts whose result is not yet acknowledged (the coordinator still holds them

@@ -8,6 +8,7 @@ its worker hit an error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,30 +104,28 @@ async def run_assignment(
     stopped_by_worker,
 ) -> ResultReport:
     """Resources, process, outputs; the report to send. ``stopped_by_worker()`` tells a
-    shutdown kill from a user's cancel."""
+    shutdown kill from a user's cancel. The caller removes the directories (``cleanup``)
+    once the slot is free."""
     task, number = assignment.task, assignment.attempt
-    try:
-        dirs = attempt.prepare()
-        if assignment.resources:
-            reporter.phase(task, number, TaskPhase.FETCHING)
-            problem = await link.fetch_resources(dirs.resources)
-            if problem is not None:
-                log.info("attempt.resource_error task=%s: %s", task, problem)
-                return ResultReport(
-                    attempt=number, reason=TaskReason.RESOURCE_ERROR, message=problem
-                )
-        outcome = await attempt.run()
-        report = result_of(
-            number,
-            outcome,
-            stopped_by_worker=outcome.reason == Reason.CANCELLED and stopped_by_worker(),
-        )
-        log.info("attempt.ended task=%s attempt=%s reason=%s", task, number, outcome.reason)
-        if report.reason not in (TaskReason.CANCELLED, TaskReason.WORKER_STOPPED):
-            reporter.phase(task, number, TaskPhase.UPLOADING)
-            problems = await link.upload_outputs(dirs, assignment.terminal_output)
-            report = with_upload_problems(report, problems)
-            await link.submit_downstream(dirs.new_task)
-        return report
-    finally:
-        attempt.cleanup()
+    # Creating directories is metadata I/O that can take milliseconds on a busy disk: in a
+    # thread, so the loop keeps serving the other slots, the heartbeat and the log shipping.
+    dirs = await asyncio.to_thread(attempt.prepare)
+    if assignment.resources:
+        reporter.phase(task, number, TaskPhase.FETCHING)
+        problem = await link.fetch_resources(dirs.resources)
+        if problem is not None:
+            log.info("attempt.resource_error task=%s: %s", task, problem)
+            return ResultReport(attempt=number, reason=TaskReason.RESOURCE_ERROR, message=problem)
+    outcome = await attempt.run()
+    report = result_of(
+        number,
+        outcome,
+        stopped_by_worker=outcome.reason == Reason.CANCELLED and stopped_by_worker(),
+    )
+    log.info("attempt.ended task=%s attempt=%s reason=%s", task, number, outcome.reason)
+    if report.reason not in (TaskReason.CANCELLED, TaskReason.WORKER_STOPPED):
+        reporter.phase(task, number, TaskPhase.UPLOADING)
+        problems = await link.upload_outputs(dirs, assignment.terminal_output)
+        report = with_upload_problems(report, problems)
+        await link.submit_downstream(dirs.new_task)
+    return report

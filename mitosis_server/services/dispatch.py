@@ -46,7 +46,7 @@ from mitosis_server.services import publishing
 from mitosis_server.services.claims import anything_to_claim, claim_tasks, held_assignments
 from mitosis_server.services.reports import apply_reports
 from mitosis_server.services.scheduling import RUN_ROLES
-from mitosis_server.services.wakeups import RECHECK, Wakeups, worker_key
+from mitosis_server.services.wakeups import CLOSING, RECHECK, Wakeups, worker_key
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,8 @@ async def fetch_tasks(
                 look = limit > 0 and await _worth_a_look(sessions, slot.id)
                 continue
             woken = await waiter.wait(min(RECHECK, end - loop.time()))
+            if CLOSING in woken:  # no claim: the reply might not make it out any more
+                return FetchReply(tasks=[], commands=commands_for(slot, []), reports=outcomes)
             # Something changed for this worker (cancel, drain, tags ...): answer after one
             # more look, so it hears of it now rather than at its next heartbeat.
             orders_changed = worker_key(worker_uuid) in woken

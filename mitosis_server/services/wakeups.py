@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 RECHECK = 1.0
 TOPIC = "wakeups"
+# What wakes every parked fetch when this coordinator begins to shut down.
+CLOSING = "closing"
 
 
 def group_key(name: str) -> str:
@@ -66,7 +68,9 @@ class Waiter:
 
     async def wait(self, seconds: float) -> set[str]:
         """The keys that woke this waiter (now or since the last wait); empty after
-        ``seconds`` without a wake-up."""
+        ``seconds`` without a wake-up; ``CLOSING`` at once once the coordinator is closing."""
+        if self._hub.closing:
+            return {CLOSING}
         if not self._event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event.wait(), max(0.0, seconds))
@@ -89,6 +93,7 @@ class Wakeups:
         self._waiters: defaultdict[str, set[Waiter]] = defaultdict(set)
         self.bus: Any = None  # the EventBus once attached
         self._sending: set[asyncio.Task] = set()
+        self.closing = False
 
     def attach(self, bus: Any) -> None:
         """Share wake-ups with the other coordinators through ``bus``."""
@@ -125,6 +130,14 @@ class Wakeups:
                 self.spawn(self.bus.broadcast(TOPIC, " ".join(keys), here=False), "wakeup")
             except RuntimeError:  # no running loop (never in the server): local only
                 log.debug("wakeups.no_loop")
+
+    def release(self) -> None:
+        """Shutdown has begun: answer every parked fetch now and park none from here on (a
+        fetch parked for its 30 s would hold the graceful shutdown that long)."""
+        self.closing = True
+        for waiters in list(self._waiters.values()):
+            for waiter in list(waiters):
+                waiter.wake(CLOSING)
 
     def deliver(self, keys: Iterable[str]) -> None:
         for key in keys:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from argparse import Namespace
 from pathlib import Path
 
@@ -44,12 +43,13 @@ async def download_artifact(s: CommandSession, args: Namespace) -> None:
     link = await s.call(lambda c: c.artifact_link(task, args.type))
     name = f"{task}-{link.type}.tar.gz"
     if args.extract:
+        # Saved next to where it unpacks, and kept there when it is refused (as download-many).
         folder = Path(args.output or ".")
-        with tempfile.TemporaryDirectory() as scratch:
-            archive = Path(scratch) / name
-            with transfer_progress(s, link.size, name) as progress:
-                await s.client.download_url(link.url, archive, size=link.size, progress=progress)
-            where = await asyncio.to_thread(extract, archive, folder)
+        archive = folder / name
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        with transfer_progress(s, link.size, name) as progress:
+            await s.client.download_url(link.url, archive, size=link.size, progress=progress)
+        where = await asyncio.to_thread(extract, archive, folder, True)
         s.out.done(f"unpacked {name} into {where}", {"path": str(where), "size": link.size})
         return
     dest = destination(args.output, name)

@@ -5,9 +5,12 @@ This is the foundation's done-when check, end to end, including a coordinator re
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from tests.conftest import free_port
@@ -73,3 +76,31 @@ def test_blocking_sdk_client(server):
         mito.login("mitosis_admin", "mitosis_admin")
         assert mito.whoami().is_admin
         assert mito.create_group("lab").name == "lab"
+
+
+def test_a_parked_fetch_does_not_hold_the_shutdown(server):
+    """SIGTERM answers a fetch parked for 30 s at once (no task), and the server stops."""
+    from mitosis_sdk.client import Client
+    from mitosis_sdk.schemas import Grant
+
+    with Client(server.url) as admin:
+        admin.login("mitosis_admin", "mitosis_admin")
+        registered = admin.register_worker(grants=[Grant(group="mitosis_admin")])
+        uuid = registered.worker.uuid
+        registered_beat = admin.get_worker(uuid).last_heartbeat
+        with (
+            Client(server.url, token=registered.token) as worker,
+            concurrent.futures.ThreadPoolExecutor(1) as pool,
+        ):
+            parked = pool.submit(worker.fetch_tasks, uuid, wait=30)
+            # The fetch's first look touches the worker; right after it, the fetch parks.
+            deadline = time.monotonic() + 20
+            while admin.get_worker(uuid).last_heartbeat == registered_beat:
+                assert time.monotonic() < deadline
+                assert not parked.done()
+                time.sleep(0.05)
+            stopping = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            assert parked.result(timeout=20).tasks == []
+    server.assert_stopped_gracefully()
+    assert time.monotonic() - stopping < 20  # not the rest of the fetch's 30 s

@@ -377,6 +377,25 @@ async def test_s3_urls_use_the_public_address(moto_url):
     assert upload.url.startswith(f"{public}/")
 
 
+@pytest.mark.parametrize(
+    ("path_style", "prefix"),
+    [
+        (True, "http://s3.example.test:9000/{bucket}/k"),
+        (False, "http://{bucket}.s3.example.test:9000/k"),
+    ],
+)
+async def test_s3_addressing_style_decides_where_the_bucket_goes(moto_url, path_style, prefix):
+    """Path-style (MinIO, Ceph) puts the bucket in the path, virtual-hosted (AWS) in the
+    host name, for upload and download URLs alike."""
+    buckets = _bucket_names()
+    public = "http://s3.example.test:9000"
+    async with _s3_store(moto_url, buckets, public_url=public, path_style=path_style) as store:
+        upload = await store.presign_upload(ATT, "k", 1, 60)
+        download = await store.presign_download(ATT, "k", 60)
+    expected = prefix.format(bucket=buckets[ATT])
+    assert (upload.url.split("?")[0], download.split("?")[0]) == (expected, expected)
+
+
 # -- the local backend's HTTP side ------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from mitosis_server.db.models import (
     utcnow,
 )
 from mitosis_server.services.scheduling import match_conditions, may_take
-from mitosis_server.services.wakeups import Wakeups
+from mitosis_server.services.wakeups import CLOSING, Wakeups
 
 # (worker tags, the task group's grant on the worker, task tags) → may the worker take it?
 CASES = [
@@ -122,3 +122,15 @@ async def test_a_waiter_made_before_the_look_misses_no_wake_up():
         hub.notify(workers=["w1"])
         assert await waiter.wait(1) == {"worker:w1"}
     assert hub.parked == 0
+
+
+async def test_closing_answers_parked_and_later_fetches_at_once():
+    """Shutdown releases every parked fetch, and none parks after it (S4, graceful stop)."""
+    hub = Wakeups()
+    with hub.waiter(groups=["lab"]) as parked:
+        waiting = asyncio.ensure_future(parked.wait(30))
+        await asyncio.sleep(0)
+        hub.release()
+        assert await asyncio.wait_for(waiting, 1) == {CLOSING}
+    with hub.waiter(workers=["w1"]) as late:
+        assert await asyncio.wait_for(late.wait(30), 1) == {CLOSING}

@@ -1,10 +1,6 @@
-"""The real app with a real object store: the local directory by default, S3 (moto behind
-the SigV4 gate) for tests parametrised with ``object_backend="s3"``.
-
-The coordinator's public URL is the SDK clients' base URL, so the local store's signed URLs
-reach the in-process app through the clients' transport, exactly as API calls do; S3 URLs go
-over loopback to moto. The part size is S3's minimum and the multipart threshold just above
-one part, so a 5 MiB + 1 byte file takes the multipart path.
+"""The real app with a real object store: every test here runs on the local directory and on
+S3 (moto behind the SigV4 gate); the coordinator settings for both are in
+``tests/integration/conftest.py``.
 """
 
 from __future__ import annotations
@@ -16,41 +12,15 @@ import pytest
 
 from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas import Member, Role
-from mitosis_server.config import CoordinatorSettings
-from mitosis_server.storage.base import MIN_PART_SIZE, BucketKind
+from mitosis_server.storage.base import BucketKind
 from tests.integration.s3gate import ACCESS_KEY, SECRET_KEY
 
-URL = "http://mitosis.test"
-PART = MIN_PART_SIZE
 
-
-@pytest.fixture
-def object_backend() -> str:
-    """``local`` unless a test parametrises it (``@pytest.mark.parametrize("object_backend",
-    ["local", "s3"])``)."""
-    return "local"
-
-
-@pytest.fixture
-def settings(request, db_url, tmp_path, object_backend) -> CoordinatorSettings:
-    options = {
-        "data_dir": str(tmp_path / "data"),
-        "db": db_url,
-        "password_hash_memory": 1024 * 1024,
-        "public_url": URL,
-        "multipart_part_size": PART,
-        "multipart_threshold": PART + 1,
-    }
-    if object_backend == "s3":
-        tag = uuid.uuid4().hex[:12]
-        options |= {
-            "s3_url": request.getfixturevalue("moto_url"),
-            "s3_access_key": ACCESS_KEY,
-            "s3_secret_key": SECRET_KEY,
-            "s3_bucket_artifacts": f"art-{tag}",
-            "s3_bucket_attachments": f"att-{tag}",
-        }
-    return CoordinatorSettings(**options)
+@pytest.fixture(params=["local", "s3"])
+def object_backend(request) -> str:
+    """Every files test runs on the local store and on S3 (and, through ``db_url``, on SQLite
+    and PostgreSQL)."""
+    return request.param
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from mitosis_sdk.archives import pack_directory
 from mitosis_sdk.schemas import ArtifactType, Resource, Role, TaskFilter
 from mitosis_sdk.schemas.files import ArtifactSelection
 from mitosis_server.db.models import utcnow
-from tests.integration.files.conftest import PART
+from tests.integration.conftest import PART
 from tests.integration.server.fleet import silence, spec, start_worker
 
 RESULT, STD_LOG = ArtifactType.RESULT, ArtifactType.STD_LOG
@@ -37,10 +37,7 @@ async def run(writer, worker, **fields):
     return assignment
 
 
-@pytest.mark.parametrize("object_backend", ["local", "s3"])
-async def test_worker_uploads_outputs_of_its_attempt(
-    lab, worker, make_file, tmp_path, object_backend
-):
+async def test_worker_uploads_outputs_of_its_attempt(lab, worker, make_file, tmp_path):
     """The worker's tar.gz outputs are listed, downloadable by readers, charged to the group."""
     task = await run(lab["write"], worker)
     folder = tmp_path / "result"
@@ -206,3 +203,52 @@ async def test_resources_need_the_attempt_the_worker_holds(lab, worker, transpor
     assert (await other.fetch_one()).attempt == 2
     with pytest.raises(errors.Conflict):
         await worker.client.task_resources(worker.uuid, task.task, task.attempt)
+
+
+async def test_resource_paths_escaping_the_resource_dir_are_refused_at_submit(lab):
+    """'../x', '/abs', 'a/../../b' as a resource's local path, or '..' in its attachment key:
+    a 400 naming the field, at submit and at change, and nothing is created or changed."""
+    writer = lab["write"]
+    queued = await writer.submit_task(spec("true", group="lab"))
+    bad = [
+        {"attachment": "data/x", "path": "../x"},
+        {"attachment": "data/x", "path": "/etc/passwd"},
+        {"attachment": "data/x", "path": "a/../../b"},
+        {"attachment": "../other-group/x", "path": "x"},
+    ]
+    refusals = {}
+    for resource in bad:
+        body = {"command": ["true"], "group": "lab", "resources": [resource]}
+        submitted = await writer._http.post("/api/tasks", json=body, headers=writer._headers())
+        changed = await writer._http.patch(
+            f"/api/tasks/{queued.uuid}", json={"resources": [resource]}, headers=writer._headers()
+        )
+        refusals[str(resource)] = [
+            (r.status_code, "resources." in r.json()["message"]) for r in (submitted, changed)
+        ]
+    assert refusals == {str(r): [(400, True), (400, True)] for r in bad}
+    assert (await writer.query_tasks()).total == 1
+    assert (await writer.get_task(queued.uuid)).resources == []
+
+
+async def test_artifacts_over_the_quota_are_refused_before_bytes_move(
+    lab, admin, worker, make_file, behind
+):
+    """A worker's or a user's artifact one byte over the quota: 422 at begin, no URL, no
+    reservation, no artifact; one that fits is stored and charged."""
+    await admin.change_storage_quota("lab", "=99")
+    task = await run(lab["write"], worker)
+    with pytest.raises(errors.QuotaExceeded):
+        await worker.client.upload_attempt_artifact(
+            worker.uuid, task.task, task.attempt, RESULT, make_file("big", 100)
+        )
+    with pytest.raises(errors.QuotaExceeded):
+        await lab["write"].upload_artifact(task.task, STD_LOG, make_file("big2", 100))
+    assert (await lab["read"].get_group("lab")).storage_used == 0
+    assert await behind.uploads() == 0
+    assert await lab["read"].list_artifacts(task.task) == []
+    info = await worker.client.upload_attempt_artifact(
+        worker.uuid, task.task, task.attempt, RESULT, make_file("fits", 99)
+    )
+    assert info.size == 99
+    assert (await lab["read"].get_group("lab")).storage_used == 99

@@ -15,13 +15,10 @@ from mitosis_sdk import errors
 from mitosis_sdk.schemas.files import AttachmentSelection, CompletedPart
 from mitosis_server.db.models import utcnow
 from mitosis_server.services.uploads import Objects, sweep_expired
-from tests.integration.files.conftest import PART
-
-BOTH = pytest.mark.parametrize("object_backend", ["local", "s3"])
+from tests.integration.conftest import PART
 
 
-@BOTH
-async def test_round_trip_single_and_multipart(lab, make_file, tmp_path, object_backend):
+async def test_round_trip_single_and_multipart(lab, make_file, tmp_path):
     """An empty file, a small one (one PUT) and a large one (parts) come back byte for byte."""
     writer = lab["write"]
     empty = make_file("empty.bin", data=b"")
@@ -111,8 +108,7 @@ async def test_bad_keys_are_400(lab):
     assert (await writer.get_group("lab")).storage_used == 0
 
 
-@BOTH
-async def test_more_bytes_than_declared_leave_nothing(lab, behind, object_backend):
+async def test_more_bytes_than_declared_leave_nothing(lab, behind):
     """A PUT longer than declared is refused by the store; completing then fails; aborting
     gives the reservation back and no object remains."""
     writer = lab["write"]
@@ -261,3 +257,18 @@ async def test_a_folder_prefix_must_name_a_folder_the_caller_may_read(lab):
             await lab["read"].list_attachment_folder("lab", prefix)
     with pytest.raises(errors.NotFound):
         await lab["non-member"].list_attachment_folder("lab")
+
+
+async def test_bytes_go_to_the_store_not_through_the_coordinator_api(
+    lab, make_file, object_backend, settings
+):
+    """Upload and download URLs name S3 itself, or the local store's own signed /objects/
+    path — never an API route that would carry the bytes (F1)."""
+    writer = lab["write"]
+    await writer.upload_attachment("lab", make_file("f", 10), "f")
+    ticket = await writer.begin_attachment_upload("lab", "g", 10)
+    link = await writer.attachment_link("lab", "f")
+    store = settings.s3_url if object_backend == "s3" else f"{settings.public_url}/objects/"
+    assert ticket.upload.url.startswith(store)
+    assert link.url.startswith(store)
+    await writer.abort_attachment_upload("lab", ticket.id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,7 @@ from mitosis_sdk.archives import pack_directory
 from mitosis_sdk.auth import CredentialCache
 from mitosis_tui.commands.runner import run_batch
 from mitosis_tui.config import ClientSettings
-from tests.integration.files.conftest import URL
+from tests.integration.conftest import URL
 
 
 @pytest.fixture
@@ -182,3 +184,35 @@ async def test_artifact_commands(alice, tmp_path):
     assert (await batch("tasks", "artifacts", "delete", uuids[0], "result"))[0] == 0
     assert (await batch("tasks", "artifacts", "delete", uuids[0], "result"))[0] == 4
     assert _json(await batch("groups", "get", "lab", "--json"))["storage_used"] == 0
+
+
+def _unsafe_archive(path):
+    """A result archive with one member that would land outside its folder."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("result/fine.txt", "result/../../escaped.txt"):
+            member = tarfile.TarInfo(name)
+            member.size = 2
+            tar.addfile(member, io.BytesIO(b"hi"))
+    return path
+
+
+async def test_an_unsafe_artifact_is_refused_whole_when_unpacked(alice, tmp_path):
+    """--extract of an archive with a member escaping its folder unpacks nothing (not even
+    the safe members), exits 1 saying so, and keeps the archive where it says it is."""
+    batch = alice
+    code, out, _ = await batch("tasks", "submit", "-g", "lab", "--", "true")
+    task = out.strip()
+    archive = _unsafe_archive(tmp_path / "evil.tar.gz")
+    assert (await batch("tasks", "artifacts", "upload", str(archive), task, "result"))[0] == 0
+    target = tmp_path / "deep" / "er" / "out"
+    for argv in (
+        ["download", task, "result", "--extract", "-o", str(target)],
+        ["download-many", "result", "--uuids", task, "--extract", "-o", str(target / "many")],
+    ):
+        code, _, err = await batch("tasks", "artifacts", *argv)
+        assert (code, "not unpacked" in err) == (1, True), err
+        kept = err.split(" was saved")[0].split()[-1]
+        assert Path(kept).read_bytes() == archive.read_bytes()
+    assert not (target / "result").exists()
+    assert not (target / "many" / task / "result").exists()
+    assert [p.name for p in tmp_path.rglob("escaped.txt")] == []

@@ -6,9 +6,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import func, select, update
 
 from mitosis_sdk import errors
 from mitosis_sdk.schemas import Dependency, TaskPhase, TaskState
+from mitosis_server.db.models import Task, TaskAttempt
 from tests.integration.server.fleet import spec, start_worker
 
 
@@ -144,29 +146,79 @@ async def test_missing_and_unreadable_dependencies_are_refused(alice, make_user)
     assert (await alice.query_tasks()).total == 0
 
 
-async def test_bad_dependency_input_is_refused():
-    """Unknown conditions and a task named twice fail validation (V)."""
-    import msgspec
-
-    from mitosis_sdk.schemas import TaskSpec
-
-    with pytest.raises(msgspec.ValidationError):
-        msgspec.convert(
-            {"command": ["x"], "depends_on": [{"task": str(uuid.uuid4()), "condition": "soon"}]},
-            TaskSpec,
+async def test_a_cycle_or_a_self_dependency_cannot_be_made(alice):
+    """Dependencies are fixed at submit and name existing tasks only: a change adding one
+    (a → b → a) and a spec choosing its own UUID to depend on are refused, nothing changes."""
+    a = await alice.submit_task(spec("a"))
+    b = await alice.submit_task(spec("b", depends_on=after(a, "afterok")))
+    loop = {"depends_on": [{"task": str(b.uuid), "condition": "afterok"}]}
+    refusals = [
+        await alice._http.patch(f"/api/tasks/{a.uuid}", json=loop, headers=alice._headers()),
+        await alice._http.post(
+            f"/api/tasks/{a.uuid}/rerun", json={"change": loop}, headers=alice._headers()
+        ),
+    ]
+    me = str(uuid.uuid4())
+    itself = {"uuid": me, "command": ["x"], "depends_on": [{"task": me}]}
+    refusals.append(await alice._http.post("/api/tasks", json=itself, headers=alice._headers()))
+    refusals.append(
+        await alice._http.post(
+            "/api/tasks",
+            json={"command": ["x"], "depends_on": [{"task": me}]},
+            headers=alice._headers(),
         )
-    same = str(uuid.uuid4())
-    with pytest.raises(msgspec.ValidationError):
-        msgspec.convert(
-            {"command": ["x"], "depends_on": [{"task": same}, {"task": same}]}, TaskSpec
-        )
-    for retries in (-1, 101):
-        with pytest.raises(msgspec.ValidationError):
-            msgspec.convert({"command": ["x"], "retries": retries}, TaskSpec)
+    )
+    words = [
+        "unknown field `depends_on`",
+        "change: Object contains unknown field `depends_on`",
+        "unknown field `uuid`",
+        f"task {me} does not exist or you cannot read it",
+    ]
+    assert [
+        (r.status_code, w in r.json()["message"]) for r, w in zip(refusals, words, strict=True)
+    ] == [(400, True)] * 4
+    assert (await alice.get_task(a.uuid)).depends_on == []
+    assert (await alice.query_tasks()).total == 2
+
+
+BAD_WORKFLOW_SPECS = {
+    "retries -1": ({"retries": -1}, "retries"),
+    "retries 101": ({"retries": 101}, "retries"),
+    "retry delay 5x": ({"retries": 1, "retry_delay": "5x"}, "retry_delay"),
+    "unknown condition": (
+        {"depends_on": [{"task": str(uuid.uuid4()), "condition": "soon"}]},
+        "condition",
+    ),
+    "a task named twice": (
+        {"depends_on": [{"task": "6f1e0a4c-3b7e-4d5a-9a3e-2f1c0b9d8e7f"}] * 2},
+        "depends_on",
+    ),
+    "a missing task": ({"depends_on": [{"task": str(uuid.uuid4())}]}, "depends_on"),
+}
+
+
+async def test_bad_workflow_input_is_400_naming_it_and_creates_nothing(alice):
+    """Retries out of 0–100, a bad delay, an unknown condition, a task named twice or
+    missing: the API refuses each with a 400 naming the field, alone, in an all-or-nothing
+    batch and in an array, and no task exists afterwards (V)."""
+    outcomes = {}
+    for name, (fields, words) in BAD_WORKFLOW_SPECS.items():
+        body = {"command": ["x"], **fields}
+        for path, payload in (
+            ("/api/tasks", body),
+            ("/api/tasks/batch", {"tasks": [{"command": ["ok"]}, body], "all_or_nothing": True}),
+            ("/api/tasks/array", {"spec": body, "array": "0-9"}),
+        ):
+            reply = await alice._http.post(path, json=payload, headers=alice._headers())
+            message = reply.json()["message"]
+            outcomes[name, path] = (reply.status_code, words in message)
+    assert outcomes == {key: (400, True) for key in outcomes}
+    assert (await alice.query_tasks()).total == 0
 
 
 async def test_a_task_failing_twice_then_succeeding_completes_with_three_attempts(alice, transport):
-    """retries=2: two failures requeue it, the third attempt's success is final (T8)."""
+    """retries=2: two failures requeue it, the third attempt's success is final; every
+    attempt is kept with its worker, times and outcome (T8)."""
     task = await alice.submit_task(spec("flaky", retries=2))
     worker = await start_worker(alice, transport)
     await run_one(worker, exit_code=1)
@@ -174,12 +226,15 @@ async def test_a_task_failing_twice_then_succeeding_completes_with_three_attempt
     await run_one(worker, exit_code=None, signal=15, reason="timeout")
     await run_one(worker, exit_code=0)
     info = await alice.get_task(task.uuid)
-    assert (info.state, info.attempt) == ("completed", 3)
-    assert [(a.attempt, a.state) for a in info.attempts] == [
-        (1, "failed"),
-        (2, "failed"),
-        (3, "completed"),
+    assert (info.state, info.attempt, info.exit_code) == ("completed", 3, 0)
+    assert [(a.attempt, a.state, a.reason, a.exit_code) for a in info.attempts] == [
+        (1, "failed", "nonzero_exit", 1),
+        (2, "failed", "timeout", None),
+        (3, "completed", None, 0),
     ]
+    assert {str(a.worker) for a in info.attempts} == {worker.uuid}
+    for earlier, later in zip(info.attempts, info.attempts[1:], strict=False):
+        assert earlier.started_at <= earlier.ended_at <= later.started_at <= later.ended_at
 
 
 async def test_retries_run_out_and_the_last_failure_stands(alice, transport):
@@ -194,3 +249,45 @@ async def test_retries_run_out_and_the_last_failure_stands(alice, transport):
     await run_one(worker, exit_code=5)
     info = await alice.get_task(no_delay.uuid)
     assert (info.state, info.exit_code, len(info.attempts)) == ("failed", 5, 2)
+
+
+async def retry_wait(app, task) -> float:
+    """Seconds between the end of the task's last attempt and its earliest next claim."""
+    async with app.state.coordinator.sessions() as db:
+        row = (
+            await db.execute(
+                select(Task.not_before, func.max(TaskAttempt.ended_at))
+                .join(TaskAttempt, TaskAttempt.task_id == Task.id)
+                .where(Task.uuid == task.uuid)
+                .group_by(Task.id)
+            )
+        ).one()
+        await db.execute(update(Task).where(Task.uuid == task.uuid).values(not_before=None))
+        await db.commit()
+    return (row[0] - row[1]).total_seconds()
+
+
+async def test_the_retry_delay_doubles_with_each_retry(app, alice, transport):
+    """retry_delay=1h: the first retry waits an hour after the failure, the second two
+    (read from the task's row, then lifted so the test can go on); explain says why (T8)."""
+    task = await alice.submit_task(spec("flaky", retries=3, retry_delay="1h"))
+    worker = await start_worker(alice, transport)
+    waits = []
+    for _ in range(2):
+        await run_one(worker, exit_code=1)
+        explained = await alice.explain_task(task.uuid)
+        assert explained.summary.startswith("BeginTime: retry not before")
+        assert [r.blocked_by for r in explained.workers] == [["retry_backoff"]]
+        waits.append(round(await retry_wait(app, task)))
+    assert waits == [3600, 7200]
+    await run_one(worker, exit_code=0)
+    assert await state(alice, task) == "completed"
+
+
+async def test_failures_other_than_exit_or_timeout_are_not_retried(alice, transport):
+    """A resource error is final even with retries left: retrying cannot fix the spec (T8)."""
+    task = await alice.submit_task(spec("x", retries=5))
+    worker = await start_worker(alice, transport)
+    await run_one(worker, exit_code=None, reason="resource_error", message="no such file")
+    info = await alice.get_task(task.uuid)
+    assert (info.state, info.reason, len(info.attempts)) == ("failed", "resource_error", 1)

@@ -102,8 +102,10 @@ async def test_removing_yourself_returns_nothing(make_user):
 
 
 async def test_storage_quota_edits(admin, make_user):
+    """A new group gets the default 16 GB (F4); admins set, add and refuse bad edits."""
     alice = await make_user("alice")
     await alice.create_group("lab")
+    assert (await alice.get_group("lab")).storage_quota == 16 * 10**9
     assert (await admin.change_storage_quota("lab", "=500MiB")).storage_quota == 500 * 2**20
     assert (
         await admin.change_storage_quota("lab", "+2GB")

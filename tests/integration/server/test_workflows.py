@@ -11,6 +11,8 @@ import pytest
 from mitosis_sdk import errors
 from mitosis_sdk.schemas import (
     ArraySubmit,
+    Dependency,
+    Grant,
     Member,
     Role,
     TaskChange,
@@ -18,7 +20,7 @@ from mitosis_sdk.schemas import (
     TaskQuery,
     TaskRerun,
 )
-from tests.integration.server.fleet import spec, start_worker
+from tests.integration.server.fleet import silence, spec, start_worker
 
 
 @pytest.fixture
@@ -49,13 +51,35 @@ async def test_an_array_of_100_with_throttle_5_never_runs_more_than_5(alice, tra
     assert len(reply.cancelled) == 100 - 15
     everything = await alice.query_tasks(TaskQuery(array=array.array_id, limit=1))
     assert everything.total == 100
+    labelled = await alice.query_tasks(TaskQuery(labels=["sweep"], limit=1))
+    assert labelled.total == 100
+    cancelled = await alice.query_tasks(
+        TaskQuery(array=array.array_id, states=["cancelled"], limit=1)
+    )
+    assert cancelled.total == 85
+
+
+BAD_ARRAYS = {
+    "5-1": "the range ends before it starts",
+    "0-1000000": "at most 10000 tasks per array",
+    "0-9%0": "throttle %0 must be a whole number >= 1",
+    "a-b": "is not N, N-M or N-M:STEP",
+    "1,1": "an index appears twice",
+    "0-9:0": "the step >= 1",
+}
 
 
 async def test_bad_array_specs_are_refused(alice):
-    """5-1, over the limit, %0 and junk: refused, nothing created (V)."""
-    for bad in ("5-1", "0-1000000", "0-9%0", "a-b", "1,1"):
+    """5-1, over the limit, %0, a zero step and junk: the SDK refuses them before sending,
+    the API with a 400 saying why, and nothing is created (V)."""
+    answers = {}
+    for bad, words in BAD_ARRAYS.items():
         with pytest.raises(ValueError, match="array"):
             ArraySubmit(spec=spec("x"), array=bad)
+        body = {"spec": {"command": ["x"]}, "array": bad}
+        reply = await alice._http.post("/api/tasks/array", json=body, headers=alice._headers())
+        answers[bad] = (reply.status_code, words in reply.json()["message"])
+    assert answers == {bad: (400, True) for bad in BAD_ARRAYS}
     assert (await alice.query_tasks()).total == 0
 
 
@@ -81,6 +105,38 @@ async def test_a_task_writes_two_downstream_specs_that_run_after_it(alice, trans
     assert [d.condition for d in child.depends_on] == ["afterany"]
 
 
+async def test_a_downstream_spec_keeps_the_condition_it_names(alice, transport):
+    """A spec depending afterok on its writer keeps that condition (no afterany is added):
+    when the writer fails, the downstream task fails with dependency_never_satisfied (T7)."""
+    writer = await alice.submit_task(spec("writer"))
+    worker = await start_worker(alice, transport)
+    (claimed,) = await worker.fetch()
+    content = json.dumps(
+        [{"command": ["next"], "depends_on": [{"task": str(writer.uuid), "condition": "afterok"}]}]
+    )
+    reply = await worker.client.submit_downstream(worker.uuid, writer.uuid, 1, content)
+    (child,) = reply.tasks
+    await worker.finish(claimed, exit_code=1)
+    info = await alice.get_task(child.uuid)
+    assert [(d.task, d.condition) for d in info.depends_on] == [(writer.uuid, "afterok")]
+    assert (info.state, info.reason) == ("failed", "dependency_never_satisfied")
+
+
+async def test_downstream_tasks_need_the_worker_to_grant_the_writer_group(alice, transport):
+    """A worker whose write grant on the writer's group was taken away mid-run submits
+    nothing: 403, and the writer has no downstream link (T7)."""
+    await alice.create_group("lab")
+    writer = await alice.submit_task(spec("writer", group="lab"))
+    worker = await start_worker(alice, transport, groups={"lab": Role.WRITE})
+    (claimed,) = await worker.fetch()
+    await alice.update_worker_grants(worker.uuid, [Grant(group="lab", role=Role.READ)])
+    with pytest.raises(errors.Forbidden, match="grant"):
+        await worker.client.submit_downstream(worker.uuid, writer.uuid, 1, '{"command": ["x"]}')
+    assert (await alice.get_task(writer.uuid)).downstream == []
+    assert (await alice.query_tasks()).total == 1
+    await worker.finish(claimed)
+
+
 async def test_malformed_downstream_specs_are_recorded_on_the_writer(alice, transport):
     """Bad JSON and an invalid spec: downstream_submit_failed on the writer, no task made."""
     writer = await alice.submit_task(spec("writer"))
@@ -91,6 +147,9 @@ async def test_malformed_downstream_specs_are_recorded_on_the_writer(alice, tran
     good_then_bad = json.dumps([{"command": ["ok"]}, {"command": []}])
     reply = await worker.client.submit_downstream(worker.uuid, writer.uuid, 1, good_then_bad)
     assert "spec [1]" in reply.error
+    elsewhere = json.dumps({"command": ["ok"], "group": "mitosis_admin"})
+    reply = await worker.client.submit_downstream(worker.uuid, writer.uuid, 1, elsewhere)
+    assert "writer's group 'alice'" in reply.error
     info = await alice.get_task(writer.uuid)
     assert info.downstream_error.startswith("downstream_submit_failed")
     assert info.downstream == []
@@ -147,3 +206,35 @@ async def test_explain_names_the_blocking_rule(alice, transport, make_user):
     await alice.drain_worker(gpu.uuid)
     rows = {str(r.worker): r for r in (await alice.explain_task(task.uuid)).workers}
     assert "draining" in rows[gpu.uuid].blocked_by
+
+
+async def test_explain_names_offline_workers_dependencies_and_the_array_throttle(
+    app, alice, transport
+):
+    """A lost worker is offline; a pending task waits for its upstream, named; an array at
+    its %N limit is held by the throttle — each a row reason and the summary's code (T12)."""
+    up = await alice.submit_task(spec("up"))
+    down = await alice.submit_task(
+        spec("down", depends_on=[Dependency(task=up.uuid, condition="afterok")])
+    )
+    explained = await alice.explain_task(down.uuid)
+    assert explained.summary == f"Dependency: waiting for {up.uuid}"
+    assert explained.workers == []
+
+    array = await alice.submit_array(spec("sweep"), "0-1%1")
+    worker = await start_worker(alice, transport, slots=2)
+    claimed = await worker.fetch(max_tasks=2)
+    assert [t.task for t in claimed] == [up.uuid, array.tasks[0]]
+    explained = await alice.explain_task(array.tasks[1])
+    assert explained.summary == "ArrayThrottle: array throttle: 1 of 1 running"
+    (row,) = explained.workers
+    assert row.blocked_by == ["busy", "array_throttle"]
+
+    coordinator = app.state.coordinator
+    await silence(app, worker, coordinator.settings.heartbeat_timeout + 1)
+    await coordinator.liveness.sweep()
+    lonely = await alice.submit_task(spec("lonely"))
+    assert lonely.warning.startswith("NoWorker")
+    explained = await alice.explain_task(lonely.uuid)
+    assert [r.blocked_by for r in explained.workers] == [["offline"]]
+    assert explained.summary == "NoWorker: no live worker could take it (1 offline)"

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from mitosis_sdk.client import AsyncClient
-from mitosis_sdk.schemas import Resource, TaskSpec
+from mitosis_sdk.schemas import Dependency, Resource, TaskSpec
 from mitosis_worker.config import WorkerSettings
 from mitosis_worker.daemon import WorkerDaemon
 
@@ -191,6 +191,7 @@ async def test_graceful_shutdown_order_drains_then_exits(alice, start_worker):
     assert runner.result() == 0
 
 
+@pytest.mark.parametrize("object_backend", ["local", "s3"])
 async def test_outputs_become_artifacts(alice, start_worker, tmp_path):
     """MITO_RESULT_DIR, MITO_EXEC_DIR and (--terminal) stdout/stderr are uploaded as tar.gz."""
     await start_worker()
@@ -220,6 +221,7 @@ async def test_no_outputs_no_artifacts(alice, start_worker):
     assert await alice.list_artifacts(task) == []
 
 
+@pytest.mark.parametrize("object_backend", ["local", "s3"])
 async def test_resources_arrive_before_start(alice, start_worker, tmp_path):
     """An attachment listed as a resource is in MITO_RESOURCE_DIR at its path."""
     await start_worker()
@@ -233,6 +235,23 @@ async def test_resources_arrive_before_start(alice, start_worker, tmp_path):
     )
     task = (await alice.submit_task(spec)).uuid
     assert (await wait_state(alice, task, {"completed", "failed"})).state == "completed"
+
+
+@pytest.mark.parametrize("object_backend", ["local", "s3"])
+async def test_outputs_over_the_quota_fail_the_task_but_keep_its_exit_status(
+    alice, admin, start_worker
+):
+    """A result that does not fit the group's quota is refused before a byte moves: the task
+    fails with upload_failed naming the quota, keeps exit code 0, and nothing is charged."""
+    await admin.change_storage_quota("alice", "=10")
+    await start_worker()
+    task = await submit(alice, "sh", "-c", 'echo 42 > "$MITO_RESULT_DIR/answer.txt"')
+    info = await wait_state(alice, task, {"completed", "failed"})
+    assert (info.state, info.reason, info.exit_code) == ("failed", "upload_failed", 0)
+    assert "upload of result refused" in info.message
+    assert "quota" in info.message
+    assert await alice.list_artifacts(task) == []
+    assert (await alice.get_group("alice")).storage_used == 0
 
 
 async def test_a_missing_resource_fails_the_task_with_resource_error(alice, start_worker):
@@ -281,4 +300,51 @@ async def test_live_output_reaches_the_coordinator(alice, start_worker):
         ("stderr", "two"),
         ("stdout", "one"),
         ("stdout", "three"),
+    ]
+
+
+async def test_after_starts_the_client_while_the_server_still_runs(alice, start_worker, tmp_path):
+    """A server/client pair (T6 ``after``): the server waits for a file only its client
+    writes, so it completes only if the client started while it ran."""
+    await start_worker(slots=2)
+    marker = tmp_path / "client-was-here"
+    wait_for_client = (
+        "import os, sys, time; end = time.time() + 20\n"
+        "while not os.path.exists(sys.argv[1]) and time.time() < end: time.sleep(0.05)\n"
+        "sys.exit(0 if os.path.exists(sys.argv[1]) else 1)"
+    )
+    server = await submit(alice, PY, "-c", wait_for_client, str(marker))
+    client = await submit(
+        alice, "touch", str(marker), depends_on=[Dependency(task=server, condition="after")]
+    )
+    assert (await wait_state(alice, server, {"completed", "failed"})).state == "completed"
+    assert (await wait_state(alice, client, {"completed", "failed"})).state == "completed"
+
+
+async def test_each_array_task_sees_its_index(alice, start_worker):
+    """--array 0-2: three processes from one spec, each printing its own MITO_ARRAY_INDEX."""
+    await start_worker(slots=3)
+    spec = TaskSpec(command=["sh", "-c", 'echo "index=$MITO_ARRAY_INDEX"'])
+    array = await alice.submit_array(spec, "0-2")
+    printed = {}
+    for task in array.tasks:
+        info = await wait_state(alice, task, {"completed", "failed"})
+        lines = [line.text async for line in alice.follow_logs(task, follow=False)]
+        printed[info.array_index] = lines
+    assert printed == {i: [f"index={i}"] for i in range(3)}
+
+
+async def test_a_process_failing_twice_then_succeeding_completes_on_attempt_three(
+    alice, start_worker
+):
+    """--retries 2 with a process that succeeds only on its third attempt (MITO_ATTEMPT):
+    completed, with the two failures kept (T8)."""
+    await start_worker()
+    task = await submit(alice, "sh", "-c", 'test "$MITO_ATTEMPT" -ge 3', retries=2)
+    info = await wait_state(alice, task, {"completed", "failed"})
+    assert (info.state, info.attempt) == ("completed", 3)
+    assert [(a.state, a.exit_code) for a in info.attempts] == [
+        ("failed", 1),
+        ("failed", 1),
+        ("completed", 0),
     ]

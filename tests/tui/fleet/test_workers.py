@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 from textual.widgets import Input
 
@@ -38,10 +39,12 @@ def notifications(app) -> str:
     return "\n".join(n.message for n in app._notifications)
 
 
-async def a_running_task(pilot, pane: WorkersPane, client: AsyncClient, seconds: str):
-    """Once the worker is listed, submit ``sleep SECONDS`` and wait until it runs there."""
+async def a_running_task(pilot, pane: WorkersPane, client: AsyncClient, release: Path):
+    """Once the worker is listed, submit a task that runs until ``release`` exists and wait
+    until the pane shows it running (a fixed sleep could end before a busy machine shows it)."""
     await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the worker")
-    task = (await client.submit_task(TaskSpec(command=["sleep", seconds]))).uuid
+    command = ["sh", "-c", f'until [ -e "{release}" ]; do sleep 0.05; done']
+    task = (await client.submit_task(TaskSpec(command=command))).uuid
     await until(pilot, lambda: column(pane, "slots") == ["1/1"], SLOW, "the task running")
     return task
 
@@ -120,11 +123,14 @@ async def test_graceful_shutdown_lets_the_task_finish_and_the_worker_exit(
     app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_workers(pilot)
-        task = await a_running_task(pilot, pane, alice, "1.5")
+        release = tmp_path / "release"
+        task = await a_running_task(pilot, pane, alice, release)
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         assert "lets its 1 running task(s) finish, then exits" in app.screen.question
         await pilot.press("y")
+        await until(pilot, lambda: "ordered to shut down" in notifications(app), SLOW)
+        release.touch()
         assert await asyncio.to_thread(process.wait, SLOW) == 0, worker_processes.log()
         await until(pilot, lambda: pane.table.row_count == 0, SLOW, "the stopped worker gone")
         assert "ordered to shut down" in notifications(app)
@@ -138,7 +144,7 @@ async def test_forced_shutdown_requeues_the_running_task(served_lab, worker_proc
     alice = await client_for(served_lab, "alice")
     app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
-        task = await a_running_task(pilot, await open_workers(pilot), alice, "60")
+        task = await a_running_task(pilot, await open_workers(pilot), alice, tmp_path / "never")
         await pilot.press("X")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         assert "Its 1 running task(s) are killed at once and go back to the queue" in (

@@ -140,3 +140,21 @@ async def test_unacknowledged_results_are_known_until_settled():
     outbox.settle(again, [ReportOutcome(task=task, attempt=2, ack=ReportAck(state="failed"))])
     assert (await delivering).state == TaskState.FAILED
     assert outbox.known() == []
+
+
+async def test_a_closed_outbox_ends_once_a_fetch_settles_its_last_result():
+    """A result carried by a fetch (not by the outbox's own sender) and settled after the
+    outbox was closed still lets :meth:`Outbox.run` end: a stopping worker never hangs."""
+    outbox = Outbox(Coordinator(), ride=0.05)
+    task = uuid.uuid4()
+    sender = asyncio.create_task(outbox.run())
+    delivered = asyncio.create_task(outbox.deliver(task, ok()))
+    await asyncio.sleep(0)
+    batch = outbox.take()  # a fetch takes it, and is still on its way when the stop comes
+    outbox.close()
+    await asyncio.sleep(0.1)
+    assert not sender.done()
+    ack = ReportAck(state=TaskState.CANCELLED)
+    outbox.settle(batch, [ReportOutcome(task=task, attempt=1, ack=ack)])
+    assert await asyncio.wait_for(delivered, 1) == ack
+    await asyncio.wait_for(sender, 1)
