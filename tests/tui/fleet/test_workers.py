@@ -39,10 +39,17 @@ def notifications(app) -> str:
     return "\n".join(n.message for n in app._notifications)
 
 
+async def the_listed_worker(pilot, pane: WorkersPane):
+    """Wait until the pane lists the one started worker; its id."""
+    await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the worker")
+    (worker_id,) = pane.table.infos
+    return worker_id
+
+
 async def a_running_task(pilot, pane: WorkersPane, client: AsyncClient, release: Path):
     """Once the worker is listed, submit a task that runs until ``release`` exists and wait
     until the pane shows it running (a fixed sleep could end before a busy machine shows it)."""
-    await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the worker")
+    await the_listed_worker(pilot, pane)
     command = ["sh", "-c", f'until [ -e "{release}" ]; do sleep 0.05; done']
     task = (await client.submit_task(TaskSpec(command=command))).uuid
     await until(pilot, lambda: column(pane, "slots") == ["1/1"], SLOW, "the task running")
@@ -83,8 +90,7 @@ async def test_drain_and_resume_a_real_worker(served_lab, worker_processes, tmp_
     app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_workers(pilot)
-        await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the worker")
-        (worker_id,) = pane.table.infos
+        worker_id = await the_listed_worker(pilot, pane)
         await pilot.press("d")
         await until(pilot, lambda: column(pane, "state") == ["◐ draining"], what="draining")
         assert (await alice.get_worker(worker_id)).state == WorkerState.DRAINING
@@ -101,8 +107,7 @@ async def test_edit_the_tags_of_a_real_worker(served_lab, worker_processes, tmp_
     app = await tui_for(served_lab, tmp_path, "alice", refresh_interval=0.5)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_workers(pilot)
-        await until(pilot, lambda: pane.table.row_count == 1, SLOW, "the worker")
-        (worker_id,) = pane.table.infos
+        worker_id = await the_listed_worker(pilot, pane)
         await pilot.press("t")
         await until(pilot, lambda: isinstance(app.screen, ValuesForm), what="tags form")
         field = app.screen.query_one("#values", Input)
