@@ -182,8 +182,11 @@ class WorkerDaemon:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _unregister(self) -> None:
-        with contextlib.suppress(errors.MitosisError):
+        """Best effort: a coordinator that cannot be reached finds the worker lost later."""
+        try:
             await asyncio.wait_for(self.client.unregister_worker(self.worker_id), timeout=10)
+        except (errors.MitosisError, TimeoutError) as exc:
+            log.warning("worker.unregister_failed: %s", exc or "no answer in 10 s")
         self._write_status("stopped")
         log.info("worker.stopped uuid=%s", self.worker_id)
 

@@ -24,6 +24,7 @@ from mitosis_server.app import create_app
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.engine import create_engine
 from mitosis_server.db.migrate import upgrade
+from tests.served import ServedTransport
 
 PG_ADMIN_DSN = os.environ.get("MITO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 ADMIN = ("mitosis_admin", "mitosis_admin")
@@ -109,9 +110,12 @@ async def app(settings):
 
 
 @pytest.fixture
-def transport(app) -> httpx.AsyncBaseTransport:
-    """The app in-process (the raw app: asgi-lifespan's shared state would leak across calls)."""
-    return httpx.ASGITransport(app=app)
+async def transport(app) -> AsyncIterator[httpx.AsyncBaseTransport]:
+    """The app in-process (the raw app: asgi-lifespan's shared state would leak across calls),
+    served like uvicorn serves it; requests still running finish before the app stops."""
+    served = ServedTransport(app)
+    yield served
+    await served.finish()
 
 
 ClientFactory = Callable[..., Awaitable[AsyncClient]]

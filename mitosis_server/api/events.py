@@ -34,6 +34,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from mitosis_sdk.schemas.events import Event, LogBatch, LogChunk, LogEnd, StreamError
 from mitosis_server.api.guards import DB, Caller, PathUUID, own_worker_only, users_only
+from mitosis_server.db.engine import reading
 from mitosis_server.events import EventBusUnavailable, InvalidCursor
 from mitosis_server.services import streams
 from mitosis_server.state import Coordinator
@@ -173,7 +174,7 @@ class EventController(Controller):
     ) -> Stream:
         coordinator = _coordinator(request)
         bus = coordinator.events
-        async with coordinator.sessions() as db:
+        async with reading(coordinator.sessions) as db:
             groups = await streams.readable_groups(db, principal, group)
         if cursor is None:
             cursor = await bus.latest_cursor()
@@ -199,7 +200,7 @@ class EventController(Controller):
     ) -> Stream:
         coordinator = _coordinator(request)
         bus = coordinator.events
-        async with coordinator.sessions() as db:
+        async with reading(coordinator.sessions) as db:
             task = await streams.readable_task(db, principal, task_id)
         key = str(task_id)
         await bus.read_log(key, cursor, limit=1)  # an unusable cursor is a 400 now
@@ -243,12 +244,17 @@ async def _end_when_done(coordinator: Coordinator, key: str, task_id) -> None:
     """Close a followed log if the task ended but its end marker never came."""
     while True:
         await asyncio.sleep(STATE_CHECK)
-        async with coordinator.sessions() as db:
-            state = await streams.task_state(db, task_id)
+        # This task is cancelled whenever the stream ends: never halfway through a look.
+        state = await asyncio.shield(_task_state(coordinator, task_id))
         if state is None or state in streams.TERMINAL:
             await asyncio.sleep(STATE_CHECK)  # let a late marker (and lines) arrive first
             await coordinator.events.end_log(key)
             return
+
+
+async def _task_state(coordinator: Coordinator, task_id) -> str | None:
+    async with reading(coordinator.sessions) as db:
+        return await streams.task_state(db, task_id)
 
 
 class LogShippingController(Controller):

@@ -4,7 +4,8 @@
   SQLAlchemy async URLs (asyncpg, aiosqlite).
 * SQLite gets WAL, foreign keys and a busy timeout on every connection, and ``BEGIN
   IMMEDIATE`` for every transaction: SQLite has one writer, so taking the write lock up front
-  turns "database is locked" surprises mid-transaction into an orderly queue.
+  turns "database is locked" surprises mid-transaction into an orderly queue. Sessions that
+  only look (``READ_ONLY``) begin deferred instead: in WAL mode readers need no lock.
 * Start-up work that two coordinators must not do at once (migrations, the first admin) runs
   under a PostgreSQL advisory lock; SQLite's IMMEDIATE transaction already serialises it.
 * Claiming tasks locks rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (``claim_candidates``);
@@ -48,6 +49,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from mitosis_server.db.models import Group
 
 _STARTUP_LOCK_ID = 0x6D69746F  # "mito"
+# Connection execution options of a session that never writes (engine.reading).
+READ_ONLY = {"mitosis_read_only": True}
 
 
 def normalise_url(url: str) -> URL:
@@ -103,7 +106,8 @@ def prepare_engine(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reads_only = connection.get_execution_options().get("mitosis_read_only", False)
+        connection.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,11 @@
-"""The one async engine and session factory of a coordinator process, and the unit of work."""
+"""The one async engine and session factory of a coordinator process, and the unit of work.
+
+A unit of work must never be cancelled halfway: SQLAlchemy then invalidates the connection,
+and on SQLite the interrupted statement keeps the closed connection (and the write lock it
+holds) alive until garbage collection, so every other writer waits out its busy timeout.
+The server never cancels a request (neither does uvicorn when a client leaves); background
+tasks that can be cancelled shield their database work.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from mitosis_server.db.dialects import engine_options, normalise_url, prepare_engine
+from mitosis_server.db.dialects import READ_ONLY, engine_options, normalise_url, prepare_engine
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -42,3 +49,12 @@ async def transaction(
         await session.commit()
     for callback in session.info.get("after_commit", ()):
         await callback()
+
+
+@contextlib.asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session that only looks. On SQLite it begins deferred, so a reader neither queues
+    for nor holds the one write lock (a parked fetch's re-check, a stream's state check)."""
+    async with sessions() as session:
+        await session.connection(execution_options=READ_ONLY)
+        yield session

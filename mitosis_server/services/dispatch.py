@@ -31,7 +31,7 @@ from mitosis_sdk.schemas import (
     WorkerCommands,
     WorkerState,
 )
-from mitosis_server.db.engine import transaction
+from mitosis_server.db.engine import reading, transaction
 from mitosis_server.db.models import (
     Group,
     Task,
@@ -191,7 +191,7 @@ async def _worth_a_look(sessions: async_sessionmaker[AsyncSession], worker_id: i
     """Is there a task the worker may take now? A parked fetch asks this (reading only: no
     lock, no write, no commit to flush) before it spends a claiming look, so a fleet of idle
     workers costs the database one small read each per ``RECHECK``."""
-    async with sessions() as db:
+    async with reading(sessions) as db:
         return await anything_to_claim(db, worker_id, utcnow())
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mitosis_sdk.errors import ErrorCode
 from mitosis_sdk.schemas import UserState
 from mitosis_sdk.schemas.events import StreamError
+from mitosis_server.db.engine import reading
 from mitosis_server.db.models import Group, Membership, Session, User
 from mitosis_server.services.auth import Principal
 
@@ -129,7 +130,7 @@ class StreamAccess:
         watches = list(self._watches)
         if not watches:
             return 0
-        async with self.sessions() as db:
+        async with reading(self.sessions) as db:
             facts, groups = await _facts(db, watches)
         ended = 0
         for watch in watches:
