@@ -27,6 +27,7 @@ from mitosis_sdk.client import Client
 from mitosis_sdk.schemas import Member, Role
 from mitosis_server.app import create_app
 from mitosis_server.config import CoordinatorSettings
+from mitosis_server.serving import CoordinatorServer
 from mitosis_tui.app import MitosisApp
 from mitosis_tui.screens.artifacts import ArtifactsScreen
 from tests.conftest import ADMIN, free_port
@@ -226,7 +227,7 @@ class ServedCoordinator:
             # Open event streams notice a closed client only at their next write.
             timeout_graceful_shutdown=1,
         )
-        self.server = uvicorn.Server(config)
+        self.server = CoordinatorServer(config)  # as `mitosis-server serve` runs it
         self.thread = threading.Thread(target=self.server.run, name="coordinator", daemon=True)
 
     def start(self) -> None:
