@@ -115,7 +115,12 @@ async def run_assignment(
         problem = await link.fetch_resources(dirs.resources)
         if problem is not None:
             log.info("attempt.resource_error task=%s: %s", task, problem)
-            return ResultReport(attempt=number, reason=TaskReason.RESOURCE_ERROR, message=problem)
+            return ResultReport(
+                attempt=number,
+                reason=TaskReason.RESOURCE_ERROR,
+                message=problem,
+                phase=TaskPhase.FETCHING,
+            )
     outcome = await attempt.run()
     report = result_of(
         number,
@@ -123,9 +128,11 @@ async def run_assignment(
         stopped_by_worker=outcome.reason == Reason.CANCELLED and stopped_by_worker(),
     )
     log.info("attempt.ended task=%s attempt=%s reason=%s", task, number, outcome.reason)
-    if report.reason not in (TaskReason.CANCELLED, TaskReason.WORKER_STOPPED):
-        reporter.phase(task, number, TaskPhase.UPLOADING)
-        problems = await link.upload_outputs(dirs, assignment.terminal_output)
-        report = with_upload_problems(report, problems)
-        await link.submit_downstream(dirs.new_task)
-    return report
+    if report.reason in (TaskReason.CANCELLED, TaskReason.WORKER_STOPPED):
+        return msgspec.structs.replace(report, phase=TaskPhase.EXITED)
+    reporter.phase(task, number, TaskPhase.UPLOADING)
+    problems = await link.upload_outputs(dirs, assignment.terminal_output)
+    report = with_upload_problems(report, problems)
+    await link.submit_downstream(dirs.new_task)
+    # Outputs are in and downstream tasks submitted: all that is left is the result.
+    return msgspec.structs.replace(report, phase=TaskPhase.COMMITTED)

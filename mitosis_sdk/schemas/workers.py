@@ -173,6 +173,9 @@ class ResultReport(Struct):
     signal: Annotated[int, msgspec.Meta(ge=1, le=255)] | None = None
     reason: TaskReason | None = None
     message: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    # The last phase the attempt reached (T4): a task that ends within the worker's
+    # coalescing window sends no phase report of its own, so its result says how far it got.
+    phase: TaskPhase | None = None
 
     def __post_init__(self) -> None:
         if self.exit_code is None and self.signal is None and self.reason is None:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Row,
+    String,
     Update,
     Uuid,
     bindparam,
@@ -140,14 +141,21 @@ def _result_statements() -> tuple[Update, Update]:
     """Close the attempt with its result, then end the task (unless it was cancelled or
     superseded meanwhile)."""
     columns = ("outcome", "exit_code", "signal", "reason", "message")
+    # A result names the last phase its attempt reached (none from older workers).
+    reached = bindparam("phase", type_=String)
     close = (
         update(TaskAttempt)
         .where(*_open_attempt())
-        .values(ended_at=NOW, **{c: bindparam(c) for c in columns})
+        .values(
+            ended_at=NOW,
+            phase=func.coalesce(reached, TaskAttempt.phase),
+            **{c: bindparam(c) for c in columns},
+        )
         .returning(TaskAttempt.task_id)
     )
     finish = _task_update(
         IS_RUNNING,
+        phase=func.coalesce(reached, Task.phase),
         state=bindparam("outcome"),
         reason=bindparam("reason"),
         message=bindparam("message"),
@@ -268,6 +276,7 @@ async def record_result(
         "signal": report.signal,
         "reason": reason,
         "message": report.message,
+        "phase": report.phase and report.phase.value,
     }
     closed = await _one(db, close, parameters)
     if closed is None:

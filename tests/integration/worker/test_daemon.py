@@ -263,6 +263,17 @@ async def test_a_missing_resource_fails_the_task_with_resource_error(alice, star
     info = await wait_state(alice, task, {"failed", "completed"})
     assert info.reason == "resource_error"
     assert "missing.txt" in info.message
+    assert info.phase == "fetching"  # it got no further
+
+
+async def test_a_task_too_quick_for_phase_reports_still_shows_how_far_it_got(alice, start_worker):
+    """Its phases are coalesced away (the result is queued within the ride window), so the
+    result carries the last one: everything done, result committed."""
+    await start_worker()
+    task = await submit(alice, "true")
+    info = await wait_state(alice, task, {"completed"})
+    assert info.phase == "committed"
+    assert [attempt.phase for attempt in info.attempts] == ["committed"]
 
 
 async def test_downstream_tasks_written_to_mito_new_task_run_after(alice, start_worker):
