@@ -31,9 +31,8 @@ class ServedTransport(httpx.AsyncBaseTransport):
         except asyncio.CancelledError:
             exchange.gone.set()
             raise
-        return httpx.Response(
-            exchange.status, headers=exchange.headers, content=b"".join(exchange.body)
-        )
+        body = httpx.ByteStream(b"".join(exchange.body))  # unread, as off a socket
+        return httpx.Response(exchange.status, headers=exchange.headers, stream=body)
 
     async def _serve(self, exchange: _Exchange) -> None:
         await self.app(exchange.scope(), exchange.receive, exchange.send)
