@@ -61,16 +61,28 @@ REQUEUED = "requeued"
 def match_conditions(worker_id) -> dict[str, ColumnElement[bool]]:
     """The parts of S1 for the task in ``tasks`` and the worker ``worker_id`` (a value or a
     column): a grant of ``write``/``admin`` to the task's group, and tags (the worker's tag
-    set is empty or contains every tag of the task)."""
-    granted = exists().where(
-        WorkerGrant.worker_id == worker_id,
-        WorkerGrant.group_id == Task.group_id,
-        WorkerGrant.role.in_(RUN_ROLES),
+    set is empty or contains every tag of the task).
+
+    Correlated explicitly: ``tasks`` (and ``workers``, when ``worker_id`` is its column) come
+    from the enclosing statement however deep these subqueries sit. Auto-correlation only
+    looks one level up, and silently joined every task of the database in instead."""
+    granted = (
+        exists()
+        .where(
+            WorkerGrant.worker_id == worker_id,
+            WorkerGrant.group_id == Task.group_id,
+            WorkerGrant.role.in_(RUN_ROLES),
+        )
+        .correlate_except(WorkerGrant)
     )
-    worker_tags = select(WorkerTag.tag).where(WorkerTag.worker_id == worker_id)
+    worker_tags = (
+        select(WorkerTag.tag).where(WorkerTag.worker_id == worker_id).correlate_except(WorkerTag)
+    )
     tags = or_(
         ~exists(worker_tags),
-        ~exists().where(TaskTag.task_id == Task.id, TaskTag.tag.not_in(worker_tags)),
+        ~exists()
+        .where(TaskTag.task_id == Task.id, TaskTag.tag.not_in(worker_tags))
+        .correlate_except(TaskTag),
     )
     return {"grant": granted, "tags": tags}
 

@@ -145,6 +145,21 @@ async def test_single_submit_warns_only_when_no_live_worker_could_take_it(alice,
     assert "missing_tags" in warned.warning
 
 
+async def test_the_warning_weighs_the_tasks_own_group_and_each_workers_own_tags(
+    alice, make_user, transport
+):
+    """Bob's worker serves lab and has the tag, alice's has not: lab's grant and that
+    worker's tags are no business of a task in alice's own group, whatever lab holds (T12)."""
+    bob = await make_user("bob")
+    await alice.update_members("lab", [Member(username="bob", role=Role.WRITE)])
+    await alice.submit_task(spec("x", group="lab"))
+    await start_worker(bob, transport, groups={"lab": Role.WRITE}, tags=["gpu"])
+    await start_worker(alice, transport, tags=["cpu"])
+    warned = await alice.submit_task(spec("x", tags=["gpu"]))
+    assert warned.warning is not None and "missing_tags" in warned.warning
+    assert (await alice.submit_task(spec("x", group="lab", tags=["gpu"]))).warning is None
+
+
 async def test_a_dependent_submitted_while_its_upstream_ends_is_never_left_pending(
     alice, app, transport
 ):
