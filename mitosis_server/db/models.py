@@ -259,6 +259,14 @@ class Task(Base):
             postgresql_where=text("started_at IS NOT NULL"),
             sqlite_where=text("started_at IS NOT NULL"),
         ),
+        # Throttled arrays (T2 ``%N``) with ready tasks, for the claim.
+        Index(
+            "ix_tasks_ready_throttled",
+            "array_id",
+            "array_limit",
+            postgresql_where=text("state = 'ready' AND array_limit IS NOT NULL"),
+            sqlite_where=text("state = 'ready' AND array_limit IS NOT NULL"),
+        ),
         Index(
             "ix_tasks_running_deadline",
             "deadline_at",
