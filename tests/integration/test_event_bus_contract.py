@@ -55,7 +55,7 @@ async def delete_keys(prefixes: list[str]) -> None:
 
 
 async def take(items: AsyncIterator, count: int) -> list:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):  # a hang guard, generous for a loaded machine
         return [await anext(items) for _ in range(count)]
 
 
@@ -172,7 +172,7 @@ async def test_resume_after_1000_events_has_no_gap_or_duplicate(pair):
 
     producer = asyncio.create_task(produce())
     seen: list[Event] = []
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(60):  # a hang guard only: a loaded machine is slow, not wrong
         async with contextlib.aclosing(b.subscribe(start)) as events:
             seen += await take(events, 300)
         async with contextlib.aclosing(b.subscribe(seen[-1].cursor)) as events:
