@@ -8,13 +8,12 @@ a fetch of their own that claims nothing.
 
 Phase reports are hints for people watching: they are coalesced over ``RIDE`` (only the
 newest phase of an attempt is kept, none once its result is queued, so a task that ends
-within that time reports its result alone, the result naming the last phase reached), and a
-refused one is dropped. Results are the
-truth: each stays in the outbox until the coordinator records it, or refuses it for good
-(409: a newer attempt superseded this one; 404: the task is gone). A request that fails
-puts its reports back, to be sent again; the coordinator answers a result it already
-recorded like the first time, so a worker that lost the coordinator re-reports everything
-once it is back, and each result counts once.
+within that time reports its result alone, the result naming the last phase reached), and
+a refused one is dropped. Results are the truth: each stays in the outbox until the
+coordinator records it, or refuses it for good (409: a newer attempt superseded this one;
+404: the task is gone). A request that fails puts its reports back, to be sent again; the
+coordinator answers a result it already recorded like the first time, so a worker that
+lost the coordinator re-reports everything once it is back, and each result counts once.
 """
 
 from __future__ import annotations

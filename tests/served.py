@@ -23,7 +23,7 @@ class ServedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = _Exchange(request)
-        handling = asyncio.create_task(self._serve(exchange))
+        handling = asyncio.create_task(self.app(exchange.scope(), exchange.receive, exchange.send))
         self._handling.add(handling)
         handling.add_done_callback(self._handling.discard)
         try:
@@ -33,9 +33,6 @@ class ServedTransport(httpx.AsyncBaseTransport):
             raise
         body = httpx.ByteStream(b"".join(exchange.body))  # unread, as off a socket
         return httpx.Response(exchange.status, headers=exchange.headers, stream=body)
-
-    async def _serve(self, exchange: _Exchange) -> None:
-        await self.app(exchange.scope(), exchange.receive, exchange.send)
 
     async def finish(self, timeout: float = 30.0) -> None:
         """Wait for requests whose clients left (a parked fetch runs out its wait)."""

@@ -50,7 +50,8 @@ from mitosis_server.db.models import Group
 
 _STARTUP_LOCK_ID = 0x6D69746F  # "mito"
 # Connection execution options of a session that never writes (engine.reading).
-READ_ONLY = {"mitosis_read_only": True}
+_READS_ONLY = "mitosis_read_only"
+READ_ONLY = {_READS_ONLY: True}
 
 
 def normalise_url(url: str) -> URL:
@@ -106,7 +107,7 @@ def prepare_engine(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection) -> None:
-        reads_only = connection.get_execution_options().get("mitosis_read_only", False)
+        reads_only = connection.get_execution_options().get(_READS_ONLY, False)
         connection.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
 
