@@ -215,6 +215,9 @@ class ArraySubmitted(Struct):
     count: int
     throttle: int | None
     tasks: list[uuid.UUID]
+    # Set when no live worker could ever take the array's tasks (T12): they share one spec,
+    # so its first task speaks for all. See ``tasks explain``.
+    warning: str | None = None
 
 
 class TaskRerun(Struct):

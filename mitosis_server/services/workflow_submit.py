@@ -27,6 +27,7 @@ from mitosis_sdk.schemas import (
 )
 from mitosis_server.db.models import Group, Task, User, Worker, WorkerGrant
 from mitosis_server.errors import DomainError, forbidden, invalid
+from mitosis_server.services import explain
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.scheduling import RUN_ROLES, held_attempt
 from mitosis_server.services.submissions import submit_task, submit_tasks
@@ -45,7 +46,8 @@ async def submit_array(
     wakeups: Wakeups | None = None,
 ) -> ArraySubmitted:
     """One task per index, sharing an array id (T2); ``%N`` is stored on every row and
-    enforced by the claim."""
+    enforced by the claim. Warned like a single submit when no live worker could take it
+    (T12): every index has the same spec, so the first one is judged for all."""
     try:
         indexes, throttle = parse_array(request.array)
     except ValueError as exc:
@@ -70,6 +72,7 @@ async def submit_array(
         count=len(results),
         throttle=throttle,
         tasks=[r.uuid for r in results],
+        warning=await explain.submit_warning(db, results[0].uuid),
     )
 
 

@@ -151,6 +151,8 @@ async def submit(s: CommandSession, args: Namespace) -> None:
         except ValueError as exc:
             raise UsageError(f"--{exc}") from None
         array = await s.call(lambda c: c.submit_array(spec, args.array))
+        if array.warning:
+            s.out.info(f"warning: {array.warning}")
         s.out.line(str(array.array_id))
         s.out.done(f"submitted array {array.array_id}: {array.count} task(s)", array)
         return

@@ -44,7 +44,8 @@ async def alice(make_user):
 
 async def test_workflow_commands(mito, alice):
     """--after-ok/--retries make a pending task, --array a whole array, rerun a linked copy,
-    explain names the rule; submit warns on stderr when no worker could take it."""
+    explain names the rule; submit (of a task or an array) warns on stderr when no worker
+    could take it."""
     code, out, err = await mito("tasks", "submit", "-t", "gpu", "--", "up")
     assert code == 0
     assert "NoWorker" in err
@@ -55,8 +56,9 @@ async def test_workflow_commands(mito, alice):
     assert code == 0
     down = await alice.get_task(out.strip())
     assert (down.state, down.retries, down.depends_on[0].condition) == ("pending", 2, "afterok")
-    code, out, _ = await mito("tasks", "submit", "--array", "0-9:2%2", "--", "sweep")
+    code, out, err = await mito("tasks", "submit", "--array", "0-9:2%2", "--", "sweep")
     assert code == 0
+    assert "NoWorker" in err
     array = uuid.UUID(out.strip())
     code, out, _ = await mito("tasks", "query", "--array", str(array), "--count")
     assert out.strip() == "5"

@@ -251,6 +251,19 @@ async def test_retries_run_out_and_the_last_failure_stands(alice, transport):
     assert (info.state, info.exit_code, len(info.attempts)) == ("failed", 5, 2)
 
 
+async def test_dependents_of_a_retried_task_wait_for_its_last_attempt(alice, transport):
+    """A failed attempt that is retried is not the task's end: its afterok and afternotok
+    dependents stay pending through it and follow the final attempt (T6, T8)."""
+    flaky = await alice.submit_task(spec("flaky", retries=1))
+    on_success = await alice.submit_task(spec("next", depends_on=after(flaky, "afterok")))
+    on_failure = await alice.submit_task(spec("alert", depends_on=after(flaky, "afternotok")))
+    worker = await start_worker(alice, transport)
+    await run_one(worker, exit_code=1)
+    assert [await state(alice, t) for t in (on_success, on_failure)] == ["pending", "pending"]
+    await run_one(worker, exit_code=0)
+    assert [await state(alice, t) for t in (on_success, on_failure)] == ["ready", "failed"]
+
+
 async def retry_wait(app, task) -> float:
     """Seconds between the end of the task's last attempt and its earliest next claim."""
     async with app.state.coordinator.sessions() as db:

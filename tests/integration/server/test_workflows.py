@@ -208,6 +208,16 @@ async def test_explain_names_the_blocking_rule(alice, transport, make_user):
     assert "draining" in rows[gpu.uuid].blocked_by
 
 
+async def test_an_array_no_worker_could_take_is_warned_once_for_all(alice, transport):
+    """An array is submitted like a task: with no live worker for its spec the reply carries
+    the NoWorker warning; once a worker could take it, no warning (T12)."""
+    stranded = await alice.submit_array(spec("sweep", tags=["gpu"]), "0-9")
+    assert stranded.warning.startswith("NoWorker")
+    await start_worker(alice, transport, tags=["gpu"])
+    served = await alice.submit_array(spec("sweep", tags=["gpu"]), "0-9")
+    assert served.warning is None
+
+
 async def test_explain_names_offline_workers_dependencies_and_the_array_throttle(
     app, alice, transport
 ):
