@@ -52,14 +52,13 @@ def coordinator_pair(tmp: Path, redis_url: str, *extra: str) -> Iterator[list[Se
         asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="module", name="pair")
-def pair_fixture(tmp_path_factory):
+@contextlib.contextmanager
+def prefixed_pair(tmp: Path, *extra: str) -> Iterator[tuple[Server, Server, str]]:
     """(A, B, prefix): two coordinators on the machine's Redis, under a prefix of their own
     (keys and the log user deleted afterwards)."""
     prefix = f"mito-test-{uuid.uuid4().hex[:8]}"
-    extra = ("--redis-prefix", prefix, "--log-history", str(LOG_HISTORY))
     try:
-        with coordinator_pair(tmp_path_factory.mktemp("pair"), REDIS, *extra) as (a, b):
+        with coordinator_pair(tmp, REDIS, "--redis-prefix", prefix, *extra) as (a, b):
             yield a, b, prefix
     finally:
         client = redis.Redis.from_url(REDIS)
@@ -67,6 +66,15 @@ def pair_fixture(tmp_path_factory):
             client.delete(key)
         client.execute_command("ACL", "DELUSER", log_user_name(prefix))
         client.close()
+
+
+@pytest.fixture(scope="module", name="pair")
+def pair_fixture(tmp_path_factory):
+    """A prefixed pair keeping ``LOG_HISTORY`` live lines per task: more than any test of
+    it writes, so a follower racing a fast real worker never loses a line to trimming."""
+    history = ("--log-history", str(LOG_HISTORY))
+    with prefixed_pair(tmp_path_factory.mktemp("pair"), *history) as servers:
+        yield servers
 
 
 async def user(server: Server, name: str | None = None) -> AsyncClient:

@@ -13,23 +13,25 @@ import sys
 import time
 
 import httpx
+import msgspec
 import pytest
 import redis
 
 from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.errors import BadRequest, NotFound
 from mitosis_sdk.schemas import TaskSpec
+from mitosis_sdk.schemas.events import LogChunk, LogEnd
 from mitosis_server.events.log_user import log_user_name
 from mitosis_tui.commands.runner import run_batch
 from mitosis_tui.config import ClientSettings
 from tests.conftest import free_port
 from tests.e2e.live import (  # noqa: F401 (pair_fixture: the `pair` fixture)
-    LOG_HISTORY,
     REDIS,
     collect,
     coordinator_pair,
     on,
     pair_fixture,
+    prefixed_pair,
     user,
     wait_for_event,
     worker_of,
@@ -115,34 +117,6 @@ async def test_reconnect_with_a_cursor_delivers_a_thousand_events_once(pair):
         await watcher.aclose()
         assert set(counts) == wanted
         assert set(counts.values()) == {1}
-
-
-async def test_a_hundred_thousand_lines_are_followed_in_order(pair):
-    """Lines shipped to A by the worker holding the attempt reach a follower on B in order,
-    then the stream ends when the task does; Redis keeps no more than the cap."""
-    a, b, prefix = pair
-    alice = await user(a)
-    worker, client = await worker_of(alice, a)
-    follower = on(alice, b)
-    async with alice, client, follower:
-        submitted = await alice.submit_task(TaskSpec(command=["seq", "100000"]))
-        (task,) = (await client.fetch_tasks(worker, wait=5.0)).tasks
-        received: list[str] = []
-
-        async def follow():
-            async for line in follower.follow_logs(submitted.uuid):
-                received.append(line.text)
-
-        following = asyncio.create_task(follow())
-        for start in range(0, 100_000, 5000):
-            lines = [("stdout", str(n)) for n in range(start, start + 5000)]
-            await client.ship_logs(worker, task.task, task.attempt, lines, first_line=start + 1)
-        await client.report_result(worker, task.task, task.attempt, exit_code=0)
-        async with asyncio.timeout(60):
-            await following
-        assert received == [str(n) for n in range(100_000)]
-        length = redis.Redis.from_url(REDIS).xlen(f"{prefix}:log:{submitted.uuid}")
-        assert length <= LOG_HISTORY + 1
 
 
 async def test_shipping_needs_the_open_attempt(pair):
@@ -320,6 +294,60 @@ async def test_batch_wait_logs_and_events(pair, tmp_path):
         await asyncio.gather(events, return_exceptions=True)
         kinds = [json.loads(line)["kind"] for line in feed.getvalue().splitlines()]
         assert "task.state" in kinds
+
+
+CAPPED_LOG, CHUNK, TOTAL = 10_000, 5_000, 100_000
+_log_entries = msgspec.json.Decoder(LogChunk | LogEnd)
+
+
+@pytest.fixture
+def capped_pair(tmp_path):
+    """A and B keeping only the newest ``CAPPED_LOG`` live lines of a task (the default)."""
+    with prefixed_pair(tmp_path, "--log-history", str(CAPPED_LOG)) as servers:
+        yield servers
+
+
+def lines_kept_in_redis(prefix: str, task) -> int:
+    """How many lines the task's live log holds in Redis right now."""
+    with redis.Redis.from_url(REDIS) as client:
+        entries = client.xrange(f"{prefix}:log:{task}")
+    items = [_log_entries.decode(fields[b"d"]) for _, fields in entries]
+    return sum(len(item.lines) for item in items if isinstance(item, LogChunk))
+
+
+async def test_tasks_logs_f_shows_a_hundred_thousand_lines_while_redis_keeps_the_cap(
+    capped_pair, tmp_path
+):
+    """`tasks logs -f` on B prints all 100,000 lines shipped to A, in order, then exits when
+    the task ends; meanwhile Redis holds at most the newest ``CAPPED_LOG`` lines (rounded up
+    to whole chunks), never the whole output. Each chunk is shipped once the follower has
+    printed the previous one, as a follower keeping up with the task would."""
+    a, b, prefix = capped_pair
+    alice = await user(a)
+    worker, client = await worker_of(alice, a)
+    mito = batch(b, tmp_path, alice.name)
+    async with alice, client:
+        submitted = await alice.submit_task(TaskSpec(command=["seq", str(TOTAL)]))
+        (task,) = (await client.fetch_tasks(worker, wait=5.0)).tasks
+        printed = io.StringIO()
+        following = asyncio.create_task(
+            mito("tasks", "logs", str(submitted.uuid), "-f", out=printed)
+        )
+        expected, kept = "", []
+        for start in range(0, TOTAL, CHUNK):
+            lines = [("stdout", str(n)) for n in range(start, start + CHUNK)]
+            await client.ship_logs(worker, task.task, task.attempt, lines, first_line=start + 1)
+            expected += "".join(f"{text}\n" for _, text in lines)
+            async with asyncio.timeout(30):  # a hang guard
+                while printed.tell() < len(expected):
+                    await asyncio.sleep(0.01)
+            kept.append(lines_kept_in_redis(prefix, submitted.uuid))
+        await client.report_result(worker, task.task, task.attempt, exit_code=0)
+        code, _, _ = await asyncio.wait_for(following, 60)
+        assert code == 0
+        assert printed.getvalue() == expected
+        assert max(kept) < CAPPED_LOG + CHUNK
+        assert kept[-1] >= CAPPED_LOG  # the newest lines stay for late readers
 
 
 async def test_a_real_worker_writes_its_task_s_output_straight_into_redis(pair, tmp_path):
