@@ -55,7 +55,7 @@ async def test_a_task_from_the_form_runs_to_completed_in_the_table(alice_tasks, 
 
 async def test_the_form_checks_fields_as_they_are_typed(alice_tasks, lab):
     """A bad timeout turns the field invalid with the batch command's words; nothing is sent
-    while a field is wrong."""
+    while a field is wrong; once sent, the new task's UUID is shown and the cursor is on it."""
     async with alice_tasks() as (pilot, pane):
         app = pilot.app
         await pilot.press("n")
@@ -75,6 +75,9 @@ async def test_the_form_checks_fields_as_they_are_typed(alice_tasks, lab):
         task = await until_row(pilot, pane, lambda t: True, what="the new task")
         assert task.timeout == 120
         assert task.terminal_output
+        said = f"Submitted alice#1: {task.uuid}"
+        await until(pilot, lambda: any(n.message == said for n in app._notifications), what=said)
+        await until(pilot, lambda: pane.focused_task().uuid == task.uuid, what="cursor on it")
 
 
 async def test_filter_words_and_state_quick_filters_ask_the_coordinator(alice_tasks, lab):
