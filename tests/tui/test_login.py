@@ -79,6 +79,26 @@ async def test_unreachable_coordinator_is_reported_on_the_login_screen(cache):
         assert f"Cannot reach the coordinator at {url}" in login_error(app)
 
 
+async def test_the_login_screen_remembers_the_last_coordinator_and_user(make_tui, cache):
+    """After a log-out, a client started with neither -c nor -u shows the login screen with
+    the last coordinator and user filled in, and waits for the password."""
+    first = make_tui()
+    async with first.run_test(size=SIZE) as pilot:
+        await log_in(pilot, "mitosis_admin", "mitosis_admin")
+        assert isinstance(first.screen, MainScreen)
+        first.action_logout()
+        await until(pilot, lambda: isinstance(first.screen, LoginScreen), what="logged out")
+    assert cache.get(URL, "mitosis_admin") is None  # no token left to start with
+
+    second = make_tui(url=None)
+    async with second.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(second.screen, LoginScreen), what="login screen")
+        screen = second.screen
+        assert screen.query_one("#login-url", Input).value == URL
+        assert screen.query_one("#login-user", Input).value == "mitosis_admin"
+        assert screen.query_one("#login-password", Input).has_focus
+
+
 async def test_cached_token_skips_the_login_screen(make_tui, remember):
     """With a cached token for the last coordinator and user, the app starts logged in."""
     await remember("mitosis_admin", "mitosis_admin")

@@ -55,7 +55,7 @@ async def test_a_task_from_the_form_runs_to_completed_in_the_table(alice_tasks, 
 
 async def test_the_form_checks_fields_as_they_are_typed(alice_tasks, lab):
     """A bad timeout turns the field invalid with the batch command's words; nothing is sent
-    while a field is wrong."""
+    while a field is wrong; once sent, the new task's UUID is shown and the cursor is on it."""
     async with alice_tasks() as (pilot, pane):
         app = pilot.app
         await pilot.press("n")
@@ -75,6 +75,9 @@ async def test_the_form_checks_fields_as_they_are_typed(alice_tasks, lab):
         task = await until_row(pilot, pane, lambda t: True, what="the new task")
         assert task.timeout == 120
         assert task.terminal_output
+        said = f"Submitted alice#1: {task.uuid}"
+        await until(pilot, lambda: any(n.message == said for n in app._notifications), what=said)
+        await until(pilot, lambda: pane.focused_task().uuid == task.uuid, what="cursor on it")
 
 
 async def test_filter_words_and_state_quick_filters_ask_the_coordinator(alice_tasks, lab):
@@ -105,6 +108,27 @@ async def test_filter_words_and_state_quick_filters_ask_the_coordinator(alice_ta
         await until(pilot, lambda: pane.window.total == 1, what="the cancelled one")
         assert held(pane)[0].uuid == cancelled
         await until(pilot, lambda: "[cancelled]" in screen_text(app), what="the chip")
+
+
+async def test_g_shows_one_group_and_the_status_bar_names_my_role_in_it(alice_tasks, lab):
+    """All groups at first; g and a group from the selector: only that group's tasks (asked
+    of the coordinator), with alice's role in it on the status bar."""
+    mine = await submit(lab, "echo", "personal")  # alice's personal group
+    in_lab = await submit(lab, "echo", "lab", group="lab")
+    async with alice_tasks(size=(120, 30)) as (pilot, pane):
+        app = pilot.app
+        assert pane.window.total == 2
+        await pilot.press("g")
+        select = app.screen.query_one("#tasks-group", Select)
+        await until(pilot, lambda: select.expanded, what="the group list")
+        await pilot.press("down", "down", "enter")  # all groups, alice, lab
+        await until(pilot, lambda: pane.window.total == 1, what="lab's task only")
+        assert [task.uuid for task in held(pane)] == [in_lab]
+        assert pane.table.has_focus
+        await until(pilot, lambda: "group lab:admin" in screen_text(app), what="my role")
+        select.value = "alice"
+        await until(pilot, lambda: held(pane) and held(pane)[0].uuid == mine, what="alice's")
+        assert pane.window.total == 1
 
 
 async def test_a_bad_filter_word_is_explained(alice_tasks, lab):
