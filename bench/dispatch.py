@@ -248,7 +248,7 @@ async def commit_latency(db: str, n: int = 200) -> float:
 async def figures(urls: list[str], args, db: str) -> dict:
     result = {"load_before": os.getloadavg()[0], "commit_p50_ms": await commit_latency(db)}
     result |= await idle_latency(urls, args.latency)
-    result |= await submit_throughput(urls, args.singles, args.batches)
+    result |= await submit_throughput(urls, args.singles, args.batches, 2 if args.quick else 10)
     for key, per_fetch, combined in (
         ("claim_report", 1, False),
         ("claim_combined", 1, True),
@@ -290,6 +290,8 @@ ROWS = [
     ("idle dispatch latency p99 (submit accepted → claimed)", "accepted_p99_ms", "ms"),
     ("submit, single requests, 4 clients", "submit_single_per_s", "tasks/s"),
     ("coordinator CPU per single submit", "submit_single_cpu_ms", "ms"),
+    ("submit, single requests, 4 lean connections", "submit_lean_per_s", "tasks/s"),
+    ("coordinator CPU per lean single submit", "submit_lean_cpu_ms", "ms"),
     ("submit, batches of 1,000", "submit_batch_per_s", "tasks/s"),
     ("coordinator CPU per task in batches", "submit_batch_cpu_us", "µs"),
     ("claim+report, 2 claimers × 1 task, report apart", "claim_report_per_s", "tasks/s"),

@@ -23,8 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import psutil
 
+from bench.loadgen import hammer, prepared_request
 from bench.servers import coordinators, fresh_database
 from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas import TaskFilter, TaskSpec, TaskState
@@ -76,8 +78,11 @@ async def _client(url: str) -> AsyncClient:
     return client
 
 
-async def submit_throughput(urls: list[str], singles: int, batches: int) -> dict:
-    """Single submissions from 4 clients, then ``batches`` batches of 1,000."""
+async def submit_throughput(
+    urls: list[str], singles: int, batches: int, lean_seconds: float = 10
+) -> dict:
+    """Single submissions from 4 SDK clients, then from 4 lean connections (``bench.loadgen``)
+    for ``lean_seconds``, then ``batches`` batches of 1,000."""
     meter = CpuMeter(urls)
     clients = [await _client(urls[i % len(urls)]) for i in range(4)]
     # A live worker for the admin's group, as in production: the no-worker warning stays off.
@@ -90,6 +95,13 @@ async def submit_throughput(urls: list[str], singles: int, batches: int) -> dict
     await asyncio.gather(*(submit_many(c, 10) for c in clients))  # warm the statement caches
     with meter.measure() as single:
         await asyncio.gather(*(submit_many(c, singles // 4) for c in clients))
+    request = prepared_request(
+        urls[0], "POST", "/api/tasks", clients[0].token, msgspec.json.encode(SPEC)
+    )
+    with meter.measure() as lean:
+        lean_count, _ = await hammer(
+            urls[0], request, connections=4, seconds=lean_seconds, expect=201
+        )
     with meter.measure() as batch:
         for _ in range(batches):
             await clients[0].submit_tasks([SPEC] * 1000)
@@ -101,6 +113,9 @@ async def submit_throughput(urls: list[str], singles: int, batches: int) -> dict
         "submit_single_per_s": n_single / single["wall"],
         "submit_single_cpu_ms": single["cpu"] / n_single * 1000,
         "submit_single_load": single["load"],
+        "submit_lean_per_s": lean_count / lean["wall"],
+        "submit_lean_cpu_ms": lean["cpu"] / lean_count * 1000,
+        "submit_lean_load": lean["load"],
         "submit_batch_per_s": n_batch / batch["wall"],
         "submit_batch_cpu_ms": batch["cpu"] / n_batch * 1000,
         "submit_batch_cpu_us": batch["cpu"] / n_batch * 1e6,
@@ -156,7 +171,9 @@ async def run_backend(backend: str, args) -> dict:
                             file=sys.stderr,
                         )
                         await add_finished_tasks(db, args.finished)
-                    figures = await submit_throughput(urls, args.singles, args.batches)
+                    figures = await submit_throughput(
+                        urls, args.singles, args.batches, args.lean_seconds
+                    )
                     if args.service:
                         figures["service_cpu_ms"] = await service_cpu(db, args.service)
                         figures["generic_cpu_ms"] = (
@@ -173,6 +190,9 @@ ROWS = [
     ("… of which the submit service and commit", "service_cpu_ms", "{:.2f} ms"),
     ("… of which the generic request path", "generic_cpu_ms", "{:.2f} ms"),
     ("load average during the single submits", "submit_single_load", "{:.1f}"),
+    ("submit, single requests, 4 lean connections", "submit_lean_per_s", "{:,.0f}/s"),
+    ("coordinator CPU per lean single submit", "submit_lean_cpu_ms", "{:.2f} ms"),
+    ("load average during the lean submits", "submit_lean_load", "{:.1f}"),
     ("submit, batches of 1,000", "submit_batch_per_s", "{:,.0f}/s"),
     ("coordinator CPU per task in a batch", "submit_batch_cpu_ms", "{:.3f} ms"),
     ("load average during the batches", "submit_batch_load", "{:.1f}"),
@@ -203,10 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         "--service", type=int, default=500, help="service-only submissions (0: no CPU split)"
     )
     parser.add_argument("--finished", type=int, default=1_000_000, help="history size")
+    parser.add_argument(
+        "--lean-seconds", type=float, default=10, help="how long the lean connections submit"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.singles, args.batches, args.service, args.finished = 200, 2, 50, 20_000
+        args.lean_seconds = 2
     results = [asyncio.run(run_backend(backend, args)) for backend in args.backend]
     print(table(results))
     return 0

@@ -248,12 +248,14 @@ def _reserve_statement(no_flush_wait: bool) -> Update:
         .values(task_seq=Group.task_seq + bindparam("count", type_=BigInteger))
         .returning(Group.task_seq)
     )
-    if no_flush_wait:
-        # SET LOCAL inside the statement's own (implicit) transaction, as a one-time filter
-        # evaluated first: its commit then does not wait for the WAL flush.
-        setting = select(func.set_config("synchronous_commit", "off", True)).scalar_subquery()
-        statement = statement.where(setting.is_not(None))
-    return statement
+    return without_flush_wait(statement) if no_flush_wait else statement
+
+
+def without_flush_wait(statement: Update) -> Update:
+    """``statement`` run alone (autocommit) then commits without waiting for the WAL flush:
+    SET LOCAL inside its own implicit transaction, as a one-time filter evaluated first."""
+    setting = select(func.set_config("synchronous_commit", "off", True)).scalar_subquery()
+    return statement.where(setting.is_not(None))
 
 
 async def reserve_numbers(

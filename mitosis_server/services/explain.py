@@ -200,7 +200,7 @@ async def explain_task(db: AsyncSession, principal: Principal, task_uuid: uuid.U
 
 
 @functools.cache
-def _could_run_statement():
+def could_run_statement():
     """Whether some live worker (not stopped or lost; draining counts: it will resume) may
     take the task by the S1 rule — the claim's own condition, so the two cannot disagree."""
     live = Worker.state.not_in([WorkerState.STOPPED.value, WorkerState.LOST.value])
@@ -214,7 +214,7 @@ async def submit_warning(db: AsyncSession, task_uuid: uuid.UUID) -> str | None:
 
     One statement when a worker could (the usual case); the per-worker explanation only when
     none can, to word the warning."""
-    if await db.scalar(_could_run_statement(), {"task_uuid": task_uuid}):
+    if await db.scalar(could_run_statement(), {"task_uuid": task_uuid}):
         return None
     task = await db.scalar(select(Task).where(Task.uuid == task_uuid))
     if task is None or task.state not in (TaskState.PENDING, TaskState.READY):

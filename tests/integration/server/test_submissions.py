@@ -125,6 +125,40 @@ async def test_each_spec_of_a_batch_is_stored_as_its_own(alice, app):
     assert sorted(t.tag for t in tags) == ["big", "cpu", "gpu"]
 
 
+async def test_a_single_submit_stores_its_tag_and_label_rows_with_it(alice, app):
+    """A single submission (on PostgreSQL the driver's one-statement insert) leaves the tag
+    and label rows the claim's tag rule and the filters read."""
+    plain = await alice.submit_task(spec("true", group="lab"))
+    tagged = await alice.submit_task(
+        spec("true", group="lab", tags=["gpu", "a100"], labels=["exp1"])
+    )
+    ((tagged_id,),) = await _rows(app, Task.id, uuid=tagged.uuid)
+    assert sorted(r.tag for r in await _rows(app, TaskTag.tag, task_id=tagged_id)) == [
+        "a100",
+        "gpu",
+    ]
+    assert [r.label for r in await _rows(app, TaskLabel.label, task_id=tagged_id)] == ["exp1"]
+    by_tag = await alice.query_tasks(TaskQuery(group="lab", tags=["gpu"]))
+    assert [t.uuid for t in by_tag.tasks] == [tagged.uuid]
+    assert (plain.seq, tagged.seq, tagged.state) == (1, 2, TaskState.READY)
+
+
+async def test_a_refused_single_submit_takes_no_number(alice, make_user):
+    """A reader's submit is a 403, a stranger's a 404, and neither uses up a number: the
+    next accepted task gets the next one."""
+    first = await alice.submit_task(spec("true", group="lab"))
+    bob, carol = await make_user("bob"), await make_user("carol")
+    await alice.update_members("lab", [Member(username="bob", role=Role.READ)])
+    with pytest.raises(errors.Forbidden):
+        await bob.submit_task(spec("true", group="lab"))
+    with pytest.raises(errors.NotFound):
+        await carol.submit_task(spec("true", group="lab"))
+    with pytest.raises(errors.NotFound):
+        await alice.submit_task(spec("true", group="nowhere"))
+    assert (await alice.submit_task(spec("true", group="lab"))).seq == first.seq + 1
+    assert (await alice.query_tasks(TaskQuery(group="lab"))).total == 2
+
+
 async def test_a_partial_batch_numbers_only_the_accepted_specs(alice, make_user):
     """Refused specs of a batch (not all-or-nothing) take no number: the accepted ones are
     consecutive, and each refusal names its index."""
