@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from mitosis_server.db import driver
 from mitosis_server.db.models import Group
 
 _STARTUP_LOCK_ID = 0x6D69746F  # "mito"
@@ -359,8 +360,7 @@ async def bulk_insert(
             for i, process in enumerate(processors)
         )
         sql = _unnest_insert(table, columns, returning, dialect)
-        result = await connection.exec_driver_sql(sql, arrays)
-        found = result.all() if returning else []
+        found = await (await driver.in_transaction(db)).fetch(sql, *arrays)
     if not returning:
         return []
     return [tuple(p(v) for p, v in zip(results, row, strict=True)) for row in found]

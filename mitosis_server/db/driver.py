@@ -3,23 +3,28 @@
 SQLAlchemy's execution layer — the compiled-cache lookup, parameter processing, the async
 adapter's cursor and its greenlet hops, result processing, and the ORM session around it —
 costs the coordinator 0.2–0.4 ms of CPU per statement; asyncpg itself spends a tenth of that.
-For the few statements a request runs every time (a single submit), that layer was most of
-the request. The statements stay SQLAlchemy Core, built from the models and compiled once
-per dialect; only their execution skips the layer, so they cannot drift from the schema.
+For the few statements a request runs every time (a single submit, a worker's fetch with its
+reports), that layer was most of the request. The statements stay SQLAlchemy Core, built from
+the models and compiled once per dialect; only their execution skips the layer, so they
+cannot drift from the schema.
 
-Used where it pays and only on PostgreSQL: SQLite's cost is the engine and aiosqlite's
-thread hops, which this would not remove.
+Two ways in: ``autocommit`` lends a pooled connection outside any transaction (each
+statement commits alone), and ``rows`` runs a statement inside a session's transaction on
+the session's own connection, so it mixes freely with ORM work before and after it and
+commits or rolls back with it. SQLite goes through SQLAlchemy as before: its cost is the
+engine and aiosqlite's thread hops, which this would not remove.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 
 
@@ -35,19 +40,26 @@ class Compiled(NamedTuple):
         return [params[name] if name in params else self.fixed[name] for name in self.names]
 
 
-@functools.cache
-def compiled(build: Callable[[], ClauseElement], dialect: Dialect) -> Compiled:
-    """``build()`` (a cached statement factory) compiled for ``dialect``, once.
+@functools.lru_cache(maxsize=512)
+def compiled(statement: ClauseElement, dialect: Dialect) -> Compiled:
+    """A prebuilt statement (from a cached factory: the same object every time) compiled
+    for ``dialect``, once.
 
     Literal ``IN`` lists become plain placeholders (asyncpg has no expanding parameters);
     expanding them needs a value for every parameter, so those given at run time get a
     stand-in here."""
-    result = build().compile(dialect=dialect)
+    result = statement.compile(dialect=dialect)
     stand_ins = {
         name: None for name, b in result.binds.items() if b.value is None and b.callable is None
     }
     expanded = result.construct_expanded_state(stand_ins, escape_names=False)
     return Compiled(expanded.statement, tuple(expanded.positiontup or ()), expanded.parameters)
+
+
+@functools.cache
+def _row_type(names: tuple[str, ...]) -> type:
+    """Rows with attribute access by column name, like SQLAlchemy's (duplicates renamed)."""
+    return collections.namedtuple("Row", names, rename=True)
 
 
 def uses_driver(engine: AsyncEngine) -> bool:
@@ -60,14 +72,23 @@ class Driver(NamedTuple):
     connection: Any
     dialect: Dialect
 
-    async def fetchrow(self, build: Callable[[], ClauseElement], **params: Any) -> Any:
-        """The first row (an asyncpg ``Record``) of ``build()`` run with ``params``, or None."""
-        statement = compiled(build, self.dialect)
-        return await self.connection.fetchrow(statement.sql, *statement.arguments(params))
+    async def rows(self, statement: ClauseElement, params: Mapping[str, Any]) -> list:
+        """Every row of ``statement`` run with ``params``, with attribute access."""
+        ready = compiled(statement, self.dialect)
+        records = await self.connection.fetch(ready.sql, *ready.arguments(params))
+        if not records:
+            return []
+        make = _row_type(tuple(records[0].keys()))._make
+        return [make(record) for record in records]
 
-    async def execute(self, sql: str, *arguments: Any) -> None:
+    async def fetchrow(self, statement: ClauseElement, **params: Any) -> Any:
+        """The first row of ``statement`` run with ``params``, or None."""
+        found = await self.rows(statement, params)
+        return found[0] if found else None
+
+    async def fetch(self, sql: str, *arguments: Any) -> list:
         """SQL already in asyncpg's form (``dialects.bulk_insert``'s statements)."""
-        await self.connection.execute(sql, *arguments)
+        return await self.connection.fetch(sql, *arguments)
 
 
 @contextlib.asynccontextmanager
@@ -78,3 +99,32 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[Driver]:
     async with engine.connect() as connection:
         raw = await connection.get_raw_connection()
         yield Driver(raw.driver_connection, engine.dialect)
+
+
+async def in_transaction(db: AsyncSession) -> Driver | None:
+    """The asyncpg connection of ``db``'s transaction (begun now if it was not yet), or None
+    on SQLite.
+
+    SQLAlchemy's asyncpg adapter sends ``BEGIN`` lazily, before its own first statement; a
+    statement sent past it must begin the transaction the same way, or it would run (and
+    commit) on its own. ``tests/unit/test_driver.py`` holds this to the adapter's behaviour:
+    a driver statement commits and rolls back with the session."""
+    connection = await db.connection()
+    if connection.dialect.name != "postgresql":
+        return None
+    raw = await connection.get_raw_connection()
+    adapter = raw.dbapi_connection
+    if adapter._transaction is None:
+        await adapter._start_transaction()
+    return Driver(raw.driver_connection, connection.dialect)
+
+
+async def rows(db: AsyncSession, statement: ClauseElement, params: Mapping[str, Any]) -> list:
+    """Every row of a prebuilt ``statement`` with ``params`` in ``db``'s transaction: on the
+    driver on PostgreSQL, through SQLAlchemy elsewhere. Either way rows have attribute
+    access."""
+    driver = await in_transaction(db)
+    if driver is None:
+        connection = await db.connection()
+        return list(await connection.execute(statement, params))
+    return await driver.rows(statement, params)

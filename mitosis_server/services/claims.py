@@ -42,14 +42,14 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     func,
-    insert,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitosis_sdk.schemas import Assignment, Resource, TaskState
-from mitosis_server.db.dialects import claim_candidates, seconds_after
+from mitosis_server.db import driver
+from mitosis_server.db.dialects import bulk_insert, claim_candidates, seconds_after
 from mitosis_server.db.models import Group, Task, TaskAttempt, User, UTCDateTime, WorkerGrant
 from mitosis_server.services.scheduling import (
     IS_READY,
@@ -62,6 +62,7 @@ from mitosis_server.services.scheduling import (
 )
 
 WORKER = bindparam("worker_id", type_=BigInteger)
+ATTEMPT_COLUMNS = ("task_id", "attempt", "worker_id", "outcome", "started_at")
 NOW = bindparam("now", type_=UTCDateTime)
 
 
@@ -163,14 +164,8 @@ def _claim_statement(kind: str) -> Update:
     )
 
 
-@functools.cache
-def _open_attempt_statement():
-    return insert(TaskAttempt)
-
-
 async def _claim(db: AsyncSession, kind: str, parameters: dict) -> list:
-    connection = await db.connection()
-    return list((await connection.execute(_claim_statement(kind), parameters)).all())
+    return await driver.rows(db, _claim_statement(kind), parameters)
 
 
 @functools.cache
@@ -180,9 +175,8 @@ def _anything_statement() -> Select:
 
 async def anything_to_claim(db: AsyncSession, worker_id: int, now: datetime) -> bool:
     """Is any task ready that the worker may take now (a throttled array's too)?"""
-    connection = await db.connection()
     parameters = {"worker_id": worker_id, "now": now}
-    return (await connection.execute(_anything_statement(), parameters)).first() is not None
+    return bool(await driver.rows(db, _anything_statement(), parameters))
 
 
 async def claim_tasks(
@@ -200,20 +194,8 @@ async def claim_tasks(
         rows += await _claim_throttled(db, worker_id, limit - len(rows), now, margin)
     if not rows:
         return []
-    connection = await db.connection()
-    await connection.execute(
-        _open_attempt_statement(),
-        [
-            {
-                "task_id": r.id,
-                "attempt": r.attempt,
-                "worker_id": worker_id,
-                "outcome": OPEN,
-                "started_at": now,
-            }
-            for r in rows
-        ],
-    )
+    attempts = [(r.id, r.attempt, worker_id, OPEN, now) for r in rows]
+    await bulk_insert(db, TaskAttempt.__table__, ATTEMPT_COLUMNS, attempts)
     return await assignments(db, rows)
 
 

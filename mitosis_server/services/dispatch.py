@@ -31,6 +31,7 @@ from mitosis_sdk.schemas import (
     WorkerCommands,
     WorkerState,
 )
+from mitosis_server.db import driver
 from mitosis_server.db.engine import reading, transaction
 from mitosis_server.db.models import (
     Group,
@@ -110,11 +111,10 @@ async def touch_worker(
 
     Raises 404 for an unknown worker and 409 for one that has unregistered.
     """
-    connection = await db.connection()
-    result = await connection.execute(_touch_statement(), {"worker": worker_uuid, "now": now})
-    row = result.one_or_none()
-    if row is None:
+    found = await driver.rows(db, _touch_statement(), {"worker": worker_uuid, "now": now})
+    if not found:
         raise not_found(f"worker {worker_uuid}")
+    row = found[0]
     if row.state == WorkerState.STOPPED:
         raise conflict(f"worker {worker_uuid} has unregistered; register again")
     if row.revived:
@@ -251,6 +251,5 @@ async def open_attempts(
     db: AsyncSession, worker_id: int
 ) -> list[tuple[int, uuid.UUID, int, str, int]]:
     """(attempt id, task uuid, attempt, task state, task id) of every attempt it holds."""
-    connection = await db.connection()
-    rows = await connection.execute(_open_attempts_statement(), {"worker_id": worker_id})
+    rows = await driver.rows(db, _open_attempts_statement(), {"worker_id": worker_id})
     return [tuple(r) for r in rows]

@@ -50,6 +50,7 @@ from mitosis_sdk.schemas import (
 )
 from mitosis_sdk.schemas.events import EventKind
 from mitosis_sdk.units import parse_duration
+from mitosis_server.db import driver
 from mitosis_server.db.dialects import seconds_after
 from mitosis_server.db.models import (
     Group,
@@ -168,8 +169,8 @@ def _result_statements() -> tuple[Update, Update]:
 
 
 async def _one(db: AsyncSession, statement, parameters: dict) -> Row | None:
-    connection = await db.connection()
-    return (await connection.execute(statement, parameters)).one_or_none()
+    found = await driver.rows(db, statement, parameters)
+    return found[0] if found else None
 
 
 def _publish(db: AsyncSession, wakeups: Wakeups | None, row: Row, kind: EventKind) -> None:

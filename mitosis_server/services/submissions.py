@@ -353,7 +353,7 @@ async def _submit_on_driver(
     group = spec.group or principal.username
     async with driver.autocommit(db.bind) as connection:
         reserved = await connection.fetchrow(
-            _reserve_where_writable,
+            _reserve_where_writable(),
             name=group,
             user_id=principal.user_id,
             is_admin=principal.is_admin,
@@ -365,12 +365,12 @@ async def _submit_on_driver(
         values = _spec_values(spec, max_attempts, TaskState.READY, None, now)
         row = (*values, task_uuid, group_id, seq, principal.user_id, now, *_NO_EXTRA)
         await connection.fetchrow(
-            _insert_with_rows,
+            _insert_with_rows(),
             **dict(zip(TASK_COLUMNS, row, strict=True)),
             tag_rows=spec.tags,
             label_rows=spec.labels,
         )
-        could_run = await connection.fetchrow(explain.could_run_statement, task_uuid=task_uuid)
+        could_run = await connection.fetchrow(explain.could_run_statement(), task_uuid=task_uuid)
     result = TaskSubmitted(uuid=task_uuid, group=group, seq=seq, state=TaskState.READY)
     if not could_run[0]:
         result.warning = await explain.submit_warning(db, task_uuid)
