@@ -354,6 +354,11 @@ class TaskInfo(Struct):
     dependents: list[Dependency] | None = None
     dependents_total: int | None = None
 
+    @property
+    def dependents_unlisted(self) -> int:
+        """How many of the caller's readable dependents the reply did not list."""
+        return max(0, (self.dependents_total or 0) - len(self.dependents or []))
+
 
 class TaskFilter(Struct):
     """Which tasks (FEATURES T5); lists mean any-of for states and creators, all-of (⊇) for
