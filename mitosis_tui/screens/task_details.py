@@ -178,14 +178,19 @@ def pending_section(explain: TaskExplain) -> Group:
 
 
 def links(task: TaskInfo) -> list[tuple[str, uuid.UUID]]:
-    """(how it is linked, task) for every task this one is linked to, up then down."""
+    """(how it is linked, task) for every task this one is linked to, up then down. A task
+    linked in several ways is one entry naming each (a downstream task waits on the task
+    that submitted it)."""
     found = [(f"depends on ({d.condition})", d.task) for d in task.depends_on]
     if task.upstream:
         found.append(("submitted by", task.upstream))
     if task.rerun_of:
         found.append(("re-run of", task.rerun_of))
     found += [("submitted", d) for d in task.downstream or []]
-    return found
+    ways: dict[uuid.UUID, list[str]] = {}
+    for how, other in found:
+        ways.setdefault(other, []).append(how)
+    return [(", ".join(hows), other) for other, hows in ways.items()]
 
 
 class TaskDetailsScreen(TaskActions, Screen[None]):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from textual.widgets import OptionList
+
 from mitosis_sdk.schemas import Dependency, Role, TaskSpec, TaskState
 from mitosis_tui.screens.task_details import TaskDetailsScreen
 from tests.integration.server.fleet import start_worker
@@ -100,6 +102,22 @@ async def test_links_open_the_linked_task_and_esc_comes_back(alice_tasks, lab):
         )
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is screen, what="back")
+
+
+async def test_a_downstream_task_lists_its_writer_once(alice_tasks, lab, transport):
+    """A task submitted through MITO_NEW_TASK waits on its writer: its details list the
+    writer once, naming both links (T7)."""
+    worker = await start_worker(lab, transport, groups={"lab": Role.WRITE})
+    writer = await submit(lab, "write", group="lab")
+    held = await worker.fetch_one()
+    content = '{"command": ["n"]}'
+    reply = await worker.client.submit_downstream(worker.uuid, writer, held.attempt, content)
+    async with alice_tasks((100, 40)) as (pilot, pane):
+        screen = await open_details(pilot, pane, reply.tasks[0].uuid)
+        links = screen.query_one("#details-links", OptionList)
+        await until(pilot, lambda: links.option_count, what="the links")
+        assert links.option_count == 1
+        assert "depends on (afterany), submitted by" in text_of(screen)
 
 
 async def test_details_follow_the_task_live(alice_tasks, lab, connect):
