@@ -123,6 +123,9 @@ class Resource(Struct):
 
 
 class Dependency(Struct):
+    """A link between two tasks under a condition: in ``depends_on``, ``task`` is the one
+    waited for; in ``dependents``, the one waiting."""
+
     task: uuid.UUID
     condition: DependencyCondition = DependencyCondition.AFTEROK
 
@@ -346,6 +349,15 @@ class TaskInfo(Struct):
     # Tasks this one submitted through MITO_NEW_TASK (T7; with ``get``), or why it could not.
     downstream: list[uuid.UUID] | None = None
     downstream_error: str | None = None
+    # Tasks that depend on this one (T6; with ``get``): the first ones by submission that the
+    # caller may read, and how many the caller may read in all (more than listed: bounded).
+    dependents: list[Dependency] | None = None
+    dependents_total: int | None = None
+
+    @property
+    def dependents_unlisted(self) -> int:
+        """How many of the caller's readable dependents the reply did not list."""
+        return max(0, (self.dependents_total or 0) - len(self.dependents or []))
 
 
 class TaskFilter(Struct):

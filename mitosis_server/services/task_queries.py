@@ -3,7 +3,8 @@
 Every read and every filtered write (cancel-many) goes through :func:`filter_conditions`, so
 "which tasks may this caller see or change" is decided in one place: with a group, the
 caller needs the role in it (404 for non-members, 403 for a role too low); without one, the
-scope is every group where the caller has that role (Mitosis admins: all groups).
+scope is every group where the caller has that role (Mitosis admins: all groups) — that is
+:func:`readable_scope`, which also picks the dependents of a task that ``get`` may show.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import aliased
 from mitosis_sdk.schemas import (
     AttemptInfo,
     Dependency,
+    DependencyCondition,
     Resource,
     Role,
     TaskFilter,
@@ -33,6 +35,7 @@ from mitosis_server.db.models import (
     Membership,
     Task,
     TaskAttempt,
+    TaskDependency,
     TaskLabel,
     TaskTag,
     User,
@@ -42,6 +45,9 @@ from mitosis_server.errors import forbidden, invalid, not_found
 from mitosis_server.services import task_order
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.groups import require_role
+
+# How many dependents ``get`` lists (the reply also says how many there are in all).
+MAX_DEPENDENTS = 100
 
 _OPERATORS = {
     "=": operator.eq,
@@ -84,6 +90,21 @@ async def require_task_role(
         raise forbidden(f"you have role {role} in this task's group; this needs {needed}")
 
 
+def readable_scope(principal: Principal, needed: Role) -> list[ColumnElement[bool]]:
+    """Conditions keeping the tasks of groups where the caller has ``needed`` (none for
+    Mitosis admins: every group)."""
+    if principal.is_admin:
+        return []
+    return [
+        Task.group_id.in_(
+            select(Membership.group_id).where(
+                Membership.user_id == principal.user_id,
+                Membership.role.in_(roles_at_least(needed)),
+            )
+        )
+    ]
+
+
 def _comparison(column, text: str, field: str) -> ColumnElement[bool]:
     try:
         op, number = parse_comparison(text)
@@ -107,15 +128,8 @@ async def filter_conditions(
     if f.group is not None:
         group, _ = await require_role(db, principal, f.group, needed)
         conditions.append(Task.group_id == group.id)
-    elif not principal.is_admin:
-        conditions.append(
-            Task.group_id.in_(
-                select(Membership.group_id).where(
-                    Membership.user_id == principal.user_id,
-                    Membership.role.in_(roles_at_least(needed)),
-                )
-            )
-        )
+    else:
+        conditions += readable_scope(principal, needed)
     if f.creators:
         conditions.append(Task.creator_id.in_(select(User.id).where(User.name.in_(f.creators))))
     if f.states:
@@ -252,8 +266,32 @@ async def attempt_history(db: AsyncSession, task_id: int) -> list[AttemptInfo]:
     ]
 
 
+async def dependents(
+    db: AsyncSession, principal: Principal, task_id: int
+) -> tuple[list[Dependency], int]:
+    """The first :data:`MAX_DEPENDENTS` tasks waiting on this one (by submission) that the
+    caller may read, and how many the caller may read in all.
+
+    One statement: the window count is taken before the limit, so a task with 10,000
+    dependents costs one walk of their rows (by the ``upstream_id`` index) and a reply of
+    100, not a list of 10,000. A dependent in a group the caller cannot read is neither
+    listed nor counted.
+    """
+    rows = (
+        await db.execute(
+            select(Task.uuid, TaskDependency.condition, func.count().over().label("total"))
+            .join(TaskDependency, TaskDependency.task_id == Task.id)
+            .where(TaskDependency.upstream_id == task_id, *readable_scope(principal, Role.READ))
+            .order_by(Task.id)
+            .limit(MAX_DEPENDENTS)
+        )
+    ).all()
+    listed = [Dependency(task=r.uuid, condition=DependencyCondition(r.condition)) for r in rows]
+    return listed, rows[0].total if rows else 0
+
+
 async def get_task(db: AsyncSession, principal: Principal, task_uuid: uuid.UUID) -> TaskInfo:
-    """One task with its environment and attempt history (needs ``read``)."""
+    """One task with its environment, attempt history and links both ways (needs ``read``)."""
     row = (await db.execute(info_select().where(Task.uuid == task_uuid))).one_or_none()
     if row is None:
         raise hidden_task(task_uuid)
@@ -262,6 +300,7 @@ async def get_task(db: AsyncSession, principal: Principal, task_uuid: uuid.UUID)
     info.downstream = list(
         await db.scalars(select(Task.uuid).where(Task.upstream_id == row.Task.id).order_by(Task.id))
     )
+    info.dependents, info.dependents_total = await dependents(db, principal, row.Task.id)
     return info
 
 

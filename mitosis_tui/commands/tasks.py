@@ -19,6 +19,7 @@ import msgspec
 
 from mitosis_sdk import errors
 from mitosis_sdk.schemas import (
+    Dependency,
     Resource,
     SortOrder,
     TaskChange,
@@ -102,6 +103,15 @@ def _attempt(a) -> str:
     return f"#{a.attempt} on {a.worker} at {a.started_at:%Y-%m-%d %H:%M:%S}{ended}"
 
 
+def _link_text(dependency: Dependency) -> str:
+    return f"{dependency.condition}:{dependency.task}"
+
+
+def _dependents_text(task: TaskInfo) -> list[str]:
+    shown = [_link_text(d) for d in task.dependents or []]
+    return [*shown, f"+{task.dependents_unlisted} more"] if task.dependents_unlisted else shown
+
+
 TASK_FIELDS = [
     ("uuid", lambda t: t.uuid),
     ("group", lambda t: f"{t.group} (task #{t.seq})"),
@@ -125,7 +135,8 @@ TASK_FIELDS = [
     ("finished", lambda t: t.finished_at),
     ("cancelled by", lambda t: t.cancelled_by),
     ("attempts", lambda t: "; ".join(_attempt(a) for a in t.attempts or []) or None),
-    ("depends on", lambda t: [f"{d.condition}:{d.task}" for d in t.depends_on]),
+    ("depends on", lambda t: [_link_text(d) for d in t.depends_on]),
+    ("dependents", _dependents_text),
     ("retries", lambda t: t.retries),
     ("array", lambda t: f"{t.array_id} [{t.array_index}]" if t.array_id else None),
     ("upstream", lambda t: t.upstream),

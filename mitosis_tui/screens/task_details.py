@@ -2,9 +2,10 @@
 
 One screen per task, live: an event for the task re-reads it (with its artifacts, and for a
 queued task the coordinator's explanation, T12). The links (the tasks it depends on, the task
-that submitted it, the tasks it submitted, the task it re-runs) are a list: Enter opens that
-task's details on top, Esc comes back. The task keys (logs, cancel, re-run, labels,
-artifacts, copy) work here as in the Tasks pane.
+that submitted it, the task it re-runs, the tasks it submitted, the tasks that depend on it)
+are a list: Enter opens that task's details on top, Esc comes back (the coordinator lists
+the first 100 dependents; the list says how many more there are). The task keys (logs,
+cancel, re-run, labels, artifacts, copy) work here as in the Tasks pane.
 """
 
 from __future__ import annotations
@@ -178,14 +179,20 @@ def pending_section(explain: TaskExplain) -> Group:
 
 
 def links(task: TaskInfo) -> list[tuple[str, uuid.UUID]]:
-    """(how it is linked, task) for every task this one is linked to, up then down."""
+    """(how it is linked, task) for every task this one is linked to, up then down. A task
+    linked in several ways is one entry naming each (a downstream task waits on the task
+    that submitted it, so each of the two lists the other twice over)."""
     found = [(f"depends on ({d.condition})", d.task) for d in task.depends_on]
     if task.upstream:
         found.append(("submitted by", task.upstream))
     if task.rerun_of:
         found.append(("re-run of", task.rerun_of))
     found += [("submitted", d) for d in task.downstream or []]
-    return found
+    found += [(f"dependent ({d.condition})", d.task) for d in task.dependents or []]
+    ways: dict[uuid.UUID, list[str]] = {}
+    for how, other in found:
+        ways.setdefault(other, []).append(how)
+    return [(", ".join(hows), other) for other, hows in ways.items()]
 
 
 class TaskDetailsScreen(TaskActions, Screen[None]):
@@ -272,6 +279,9 @@ class TaskDetailsScreen(TaskActions, Screen[None]):
         options.add_options(
             Option(f"{how:<22} {short_id(task)}", id=str(task)) for how, task in linked
         )
+        if info.dependents_unlisted:
+            more = f"… and {info.dependents_unlisted} more dependents, not listed"
+            options.add_option(Option(more, disabled=True))
         if linked:
             options.highlighted = 0
         options.display = bool(linked)

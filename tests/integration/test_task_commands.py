@@ -11,12 +11,14 @@ import pytest
 
 from mitosis_sdk.archives import pack_directory
 from mitosis_sdk.auth import CredentialCache
-from mitosis_sdk.schemas import Member, Role
+from mitosis_sdk.schemas import Dependency, Member, Role
+from mitosis_server.services.task_queries import MAX_DEPENDENTS
 from mitosis_tui.commands import exitcodes
 from mitosis_tui.commands.runner import run_batch
 from mitosis_tui.config import ClientSettings
 from tests.conftest import ADMIN
 from tests.integration.server.fleet import spec, start_worker
+from tests.integration.test_workflow_commands import _field
 
 
 @pytest.fixture
@@ -90,6 +92,34 @@ async def test_task_commands_submit_find_change_and_cancel(mito, alice, tmp_path
     assert "1 of 2 specs were refused" in err
     code, _, err = await mito("tasks", "cancel-many", "-s", "ready")
     assert (code, "cancelled 1 task(s)" in err) == (0, True)
+
+
+async def test_tasks_get_shows_the_dependents_with_their_conditions(mito, alice):
+    """`tasks get` on an upstream lists each task waiting on it as CONDITION:UUID, in
+    submission order; --json gives them with the total (T6)."""
+    up = (await alice.submit_task(spec("up"))).uuid
+    ok = (await mito("tasks", "submit", "--after-ok", str(up), "--", "ok"))[1].strip()
+    anyway = (await mito("tasks", "submit", "--after-any", str(up), "--", "any"))[1].strip()
+    _, out, _ = await mito("tasks", "get", str(up))
+    assert _field(out, "dependents") == f"afterok:{ok},afterany:{anyway}"
+    _, out, _ = await mito("tasks", "get", ok)
+    assert (_field(out, "depends on"), _field(out, "dependents")) == (f"afterok:{up}", "-")
+    shown = json.loads((await mito("--json", "tasks", "get", str(up)))[1])
+    assert shown["dependents"] == [
+        {"task": ok, "condition": "afterok"},
+        {"task": anyway, "condition": "afterany"},
+    ]
+    assert shown["dependents_total"] == 2
+
+
+async def test_tasks_get_says_how_many_dependents_it_did_not_list(mito, alice):
+    """Past the coordinator's bound, the human `dependents` line ends with `+N more`."""
+    up = await alice.submit_task(spec("up"))
+    waiting = [spec("d", depends_on=[Dependency(task=up.uuid)])] * (MAX_DEPENDENTS + 2)
+    await alice.submit_tasks(waiting)
+    _, out, _ = await mito("tasks", "get", str(up.uuid))
+    listed = _field(out, "dependents").split(",")
+    assert (len(listed), listed[-1]) == (MAX_DEPENDENTS + 1, "+2 more")
 
 
 async def test_tasks_wait_exits_with_the_tasks_outcome(mito, alice, transport):

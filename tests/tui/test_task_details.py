@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+from textual.widgets import OptionList
+
 from mitosis_sdk.schemas import Dependency, Role, TaskSpec, TaskState
+from mitosis_server.services.task_queries import MAX_DEPENDENTS
 from mitosis_tui.screens.task_details import TaskDetailsScreen
 from tests.integration.server.fleet import start_worker
 from tests.tui.conftest import screen_text, until, until_row
@@ -25,6 +28,19 @@ async def open_details(pilot, pane, task) -> TaskDetailsScreen:
 
 def text_of(screen: TaskDetailsScreen) -> str:
     return screen_text(screen.app)
+
+
+async def open_link(pilot, screen: TaskDetailsScreen, target, *keys: str) -> TaskDetailsScreen:
+    """In the links of ``screen``, press ``keys`` then Enter: ``target``'s details, on top."""
+    app = pilot.app
+    screen.query_one("#details-links").focus()
+    await pilot.press(*keys, "enter")
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, TaskDetailsScreen) and app.screen.task_id == target,
+        what=f"the details of {target}",
+    )
+    return app.screen
 
 
 async def test_details_show_spec_result_attempts_and_artifacts(alice_tasks, real_worker, lab):
@@ -91,15 +107,62 @@ async def test_links_open_the_linked_task_and_esc_comes_back(alice_tasks, lab):
         app = pilot.app
         screen = await open_details(pilot, pane, dependent)
         await until(pilot, lambda: "depends on (afterok)" in text_of(screen), what="the link")
-        screen.query_one("#details-links").focus()
-        await pilot.press("enter")
-        await until(
-            pilot,
-            lambda: isinstance(app.screen, TaskDetailsScreen) and app.screen.task_id == upstream,
-            what="the upstream's details",
-        )
+        await open_link(pilot, screen, upstream)
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is screen, what="back")
+
+
+async def test_dependents_are_listed_with_their_conditions_and_open(alice_tasks, lab):
+    """An upstream lists the tasks waiting on it, each with its condition; Enter on one
+    opens it, Esc returns."""
+    upstream = await submit(lab, "sleep", "1", group="lab")
+    waits = [Dependency(task=upstream, condition=c) for c in ("afterok", "afterany")]
+    first, second = [
+        (await lab.submit_task(TaskSpec(command=["true"], group="lab", depends_on=[w]))).uuid
+        for w in waits
+    ]
+    async with alice_tasks((100, 40)) as (pilot, pane):
+        app = pilot.app
+        screen = await open_details(pilot, pane, upstream)
+        await until(pilot, lambda: "dependent (afterany)" in text_of(screen), what="the links")
+        assert re.search(rf"dependent \(afterok\)\s+{str(first)[:8]}", text_of(screen))
+        await open_link(pilot, screen, second, "down")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, what="back")
+
+
+async def test_a_downstream_task_and_its_writer_list_each_other_once(alice_tasks, lab, transport):
+    """A task submitted through MITO_NEW_TASK waits on its writer: each lists the other once,
+    naming both links (T7)."""
+    worker = await start_worker(lab, transport, groups={"lab": Role.WRITE})
+    writer = await submit(lab, "write", group="lab")
+    held = await worker.fetch_one()
+    content = '{"command": ["n"]}'
+    reply = await worker.client.submit_downstream(worker.uuid, writer, held.attempt, content)
+    async with alice_tasks((100, 40)) as (pilot, pane):
+        screen = await open_details(pilot, pane, writer)
+        links = screen.query_one("#details-links", OptionList)
+        await until(pilot, lambda: links.option_count, what="the links")
+        assert links.option_count == 1
+        assert "submitted, dependent (afterany)" in text_of(screen)
+        child_screen = await open_link(pilot, screen, reply.tasks[0].uuid)
+        await until(pilot, lambda: "submitted by" in text_of(child_screen), what="drawn")
+        assert "depends on (afterany), submitted by" in text_of(child_screen)
+
+
+async def test_dependents_past_the_bound_are_counted(alice_tasks, lab):
+    """With more dependents than the coordinator lists, the last line says how many more."""
+    upstream = await submit(lab, "true", group="lab")
+    waiting = TaskSpec(command=["x"], group="lab", depends_on=[Dependency(task=upstream)])
+    await lab.submit_tasks([waiting] * (MAX_DEPENDENTS + 3))
+    async with alice_tasks() as (pilot, _pane):
+        screen = TaskDetailsScreen(upstream)
+        await pilot.app.push_screen(screen)
+        links = screen.query_one("#details-links", OptionList)
+        await until(pilot, lambda: links.option_count, what="the links")
+        assert links.option_count == MAX_DEPENDENTS + 1
+        last = links.get_option_at_index(MAX_DEPENDENTS)
+        assert (str(last.prompt), last.disabled) == ("… and 3 more dependents, not listed", True)
 
 
 async def test_details_follow_the_task_live(alice_tasks, lab, connect):

@@ -12,6 +12,7 @@ from mitosis_sdk.schemas import (
     TaskBatch,
     TaskCancel,
     TaskChange,
+    TaskInfo,
     TaskSpec,
     WorkerRegister,
     parse_comparison,
@@ -131,3 +132,32 @@ def test_comparisons_as_people_type_them(text, parsed):
 def test_a_comparison_that_is_not_one_is_refused():
     with pytest.raises(ValueError, match="expected =N"):
         parse_comparison("about 3")
+
+
+OLD_TASK_INFO = {  # a get-task reply from a coordinator that predates dependents
+    "uuid": "6f1e0a4c-3b7e-4d5a-9a3e-2f1c0b9d8e7f",
+    "group": "lab",
+    "seq": 1,
+    "creator": "alice",
+    "state": "ready",
+    "command": ["true"],
+    "tags": [],
+    "labels": [],
+    "priority": 0,
+    "timeout": 600.0,
+    "terminal_output": False,
+    "created_at": "2030-01-02T12:00:00Z",
+    "attempt": 0,
+    "max_attempts": 3,
+    "retries": 0,
+}
+
+
+def test_a_task_reply_without_dependents_still_decodes():
+    """Dependents are optional: an older coordinator's reply decodes with none listed and
+    none left out; a bounded one says how many it left out."""
+    old = decode(OLD_TASK_INFO, TaskInfo)
+    assert (old.dependents, old.dependents_total, old.dependents_unlisted) == (None, None, 0)
+    waiting = [{"task": OLD_TASK_INFO["uuid"], "condition": "afterok"}]
+    bounded = decode({**OLD_TASK_INFO, "dependents": waiting, "dependents_total": 3}, TaskInfo)
+    assert (bounded.dependents[0].condition, bounded.dependents_unlisted) == ("afterok", 2)

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from mitosis_sdk import errors
-from mitosis_sdk.schemas import Dependency, TaskPhase, TaskState
+from mitosis_sdk.schemas import Dependency, Member, Role, TaskPhase, TaskState
 from mitosis_server.db.models import Task, TaskAttempt
+from mitosis_server.services.task_queries import MAX_DEPENDENTS
 from tests.integration.server.fleet import spec, start_worker
 
 
@@ -123,6 +124,65 @@ async def test_a_diamond_waits_for_both_upstreams(alice, transport):
     assert await state(alice, d) == "pending"
     await run_one(worker, exit_code=1)
     assert await state(alice, d) == "ready"
+
+
+async def test_get_lists_the_dependents_of_a_diamond_with_their_conditions(alice):
+    """a fans out to b, c and e; d joins b and c: each task lists the tasks waiting on it,
+    in submission order, with the condition each waits under (T6, C1)."""
+    a = await alice.submit_task(spec("a"))
+    b = await alice.submit_task(spec("b", depends_on=after(a, "afterok")))
+    c = await alice.submit_task(spec("c", depends_on=after(a, "afternotok")))
+    deps = [Dependency(task=b.uuid), Dependency(task=c.uuid, condition="afterany")]
+    d = await alice.submit_task(spec("d", depends_on=deps))
+    e = await alice.submit_task(spec("e", depends_on=after(a, "after")))
+
+    async def dependents(task) -> tuple[list[tuple[uuid.UUID, str]], int]:
+        info = await alice.get_task(task.uuid)
+        return [(x.task, x.condition) for x in info.dependents], info.dependents_total
+
+    assert await dependents(a) == (
+        [(b.uuid, "afterok"), (c.uuid, "afternotok"), (e.uuid, "after")],
+        3,
+    )
+    assert await dependents(b) == ([(d.uuid, "afterok")], 1)
+    assert await dependents(c) == ([(d.uuid, "afterany")], 1)
+    assert await dependents(d) == ([], 0)
+
+
+async def test_a_dependent_in_a_group_the_reader_cannot_read_is_not_shown(alice, make_user, admin):
+    """Bob reads lab and makes a task in his own group wait on a lab task: alice, who cannot
+    read bob's group, sees neither its UUID nor a count that includes it; bob and a Mitosis
+    admin see both dependents."""
+    await alice.create_group("lab")
+    bob = await make_user("bob")
+    await alice.update_members("lab", [Member(username="bob", role=Role.READ)])
+    up = await alice.submit_task(spec("up", group="lab"))
+    hers = await alice.submit_task(spec("hers", group="lab", depends_on=after(up, "afterok")))
+    his = await bob.submit_task(spec("his", depends_on=after(up, "afterany")))
+    shown = {}
+    for name, client in (("alice", alice), ("bob", bob), ("admin", admin)):
+        info = await client.get_task(up.uuid)
+        shown[name] = ([x.task for x in info.dependents], info.dependents_total)
+    assert shown == {
+        "alice": ([hers.uuid], 1),
+        "bob": ([hers.uuid, his.uuid], 2),
+        "admin": ([hers.uuid, his.uuid], 2),
+    }
+    raw = await alice._http.get(f"/api/tasks/{up.uuid}", headers=alice._headers())
+    assert str(his.uuid) not in raw.text
+
+
+async def test_get_lists_the_first_dependents_and_counts_them_all(alice):
+    """A task with more dependents than a reply lists: the first ones by submission, and the
+    total (T6, C1)."""
+    up = await alice.submit_task(spec("up"))
+    many = await alice.submit_tasks(
+        [spec("d", depends_on=after(up, "afterok"))] * (MAX_DEPENDENTS + 5)
+    )
+    info = await alice.get_task(up.uuid)
+    submitted = [item.task.uuid for item in many.results]
+    assert [x.task for x in info.dependents] == submitted[:MAX_DEPENDENTS]
+    assert info.dependents_total == MAX_DEPENDENTS + 5
 
 
 async def test_a_dependency_already_met_or_never_met_is_decided_at_submit(alice, transport):
