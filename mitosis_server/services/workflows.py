@@ -17,7 +17,8 @@ liveness): it fails the dependents that can never run (reason
 ``dependency_never_satisfied``, naming the dependency), then releases those whose
 dependencies are all met. Both are set-based UPDATEs over the dependents of the tasks that
 moved, so one upstream with 10,000 dependents costs a handful of statements. A failure is a
-transition too, so it repeats for the failed tasks' dependents (bounded by ``MAX_DEPTH``).
+transition too, so it repeats for the failed tasks' dependents, down to the end of the chain
+(each task fails once, and dependencies cannot form a cycle, so it ends).
 Every task it moves is noted for publication (``publishing.note_tasks``), so the caller's
 publish after commit carries the dependents too (E1).
 
@@ -52,7 +53,6 @@ from mitosis_server.services import publishing
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.task_queries import group_role, roles_at_least
 
-MAX_DEPTH = 1000  # chains longer than this settle on the next transition instead
 CHUNK = 5000  # ids per IN list (SQLite's bound-parameter limit)
 ENDED = [s.value for s in (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)]
 NOT_OK = [TaskState.FAILED.value, TaskState.CANCELLED.value]
@@ -212,9 +212,7 @@ async def settle(
     ready_groups: set[int] = set()
     changed: list[int] = []
     upstream_ids = list(upstream_ids)
-    for _ in range(MAX_DEPTH):
-        if not upstream_ids:
-            break
+    while upstream_ids:
         scope = dependents_of(upstream_ids)
         failed = await _fail_never_met(db, scope, now)
         released = await _release_met(db, scope)
