@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from mitosis_sdk import errors
-from mitosis_sdk.schemas import Dependency, Member, Role, TaskPhase, TaskState
+from mitosis_sdk.schemas import Dependency, Member, Role, TaskPhase, TaskQuery, TaskState
 from mitosis_server.db.models import Task, TaskAttempt
 from mitosis_server.services.task_queries import MAX_DEPENDENTS
 from tests.integration.server.fleet import spec, start_worker
@@ -109,6 +109,18 @@ async def test_a_chain_of_three_runs_in_order_and_a_cancel_fails_it_transitively
     await alice.cancel_task(x.uuid)
     assert [await state(alice, t) for t in (y, z)] == ["failed", "failed"]
     assert str(y.uuid) in (await alice.get_task(z.uuid)).message
+
+
+async def test_a_cancel_fails_a_chain_of_any_depth(alice):
+    """1,005 tasks each needing the one before (deeper than the 1,000 levels the settling
+    once stopped at): cancelling the head fails every one of them
+    in that one request, none left pending for a next transition that never comes."""
+    head = previous = await alice.submit_task(spec("head"))
+    for _ in range(1005):
+        previous = await alice.submit_task(spec("x", depends_on=after(previous, "afterok")))
+    await alice.cancel_task(head.uuid)
+    assert await state(alice, previous) == "failed"
+    assert (await alice.query_tasks(TaskQuery(states=[TaskState.PENDING]))).total == 0
 
 
 async def test_a_diamond_waits_for_both_upstreams(alice, transport):
