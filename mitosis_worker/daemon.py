@@ -49,7 +49,7 @@ from mitosis_sdk.schemas.workers import (
 from mitosis_worker import manager
 from mitosis_worker.backoff import Backoff
 from mitosis_worker.config import WorkerSettings, split_list
-from mitosis_worker.executor import Attempt
+from mitosis_worker.executor import Attempt, watch_children_by_pidfd
 from mitosis_worker.logship import RedisLogWriter, log_shipper
 from mitosis_worker.outputs import AttemptLink
 from mitosis_worker.reports import Batch, Outbox
@@ -113,6 +113,7 @@ class WorkerDaemon:
 
     async def run(self) -> int:
         """Register, serve until stopped, drain, unregister; the process exit status."""
+        watch_children_by_pidfd()
         registered = await self.client.register_worker(**registration(self.settings))
         self.worker_id = registered.worker.uuid
         self.client.token = registered.token

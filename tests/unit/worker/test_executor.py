@@ -215,6 +215,32 @@ async def test_cleanup_removes_attempt_dir(make_attempt):
     assert not attempt.dirs.root.exists()
 
 
+@pytest.mark.parametrize("terminal_output", [False, True])
+async def test_cleanup_removes_an_attempt_that_left_nothing(make_attempt, terminal_output):
+    """The common case, a task that wrote nothing, leaves no trace either."""
+    attempt = make_attempt(["true"], terminal_output=terminal_output)
+    await asyncio.wait_for(attempt.run(), 10)
+    attempt.cleanup()
+    assert not attempt.dirs.root.exists()
+    assert list(attempt.dirs.root.parent.iterdir()) == []
+
+
+async def test_cleanup_never_follows_a_link_the_task_left(make_attempt, tmp_path):
+    """A task that swaps its folders for links to elsewhere gets its tree removed, and
+    the places the links point at stay as they were."""
+    outside = tmp_path / "outside"
+    (outside / "result").mkdir(parents=True)
+    (outside / "keep").write_text("mine")
+    swap = 'cd .. && rm -r work && ln -s "$OUTSIDE" work'
+    attempt = make_attempt(["sh", "-c", swap], env={"OUTSIDE": str(outside)})
+    outcome = await asyncio.wait_for(attempt.run(), 10)
+    assert outcome.reason is Reason.COMPLETED
+    attempt.cleanup()
+    assert not attempt.dirs.root.exists()
+    assert (outside / "result").is_dir()
+    assert (outside / "keep").read_text() == "mine"
+
+
 async def test_prepare_starts_afresh(make_attempt):
     """A directory left by a crashed earlier run of the same attempt is replaced."""
     attempt = make_attempt(["true"])
