@@ -3,6 +3,7 @@ driven by the miniature worker of ``fleet``."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from mitosis_sdk import errors
 from mitosis_sdk.schemas import Dependency, Member, Role, TaskPhase, TaskQuery, TaskState
-from mitosis_server.db.models import Task, TaskAttempt
+from mitosis_server.db.models import Task, TaskAttempt, TaskDependency
 from mitosis_server.services.task_queries import MAX_DEPENDENTS
 from tests.integration.server.fleet import spec, start_worker
 
@@ -111,15 +112,38 @@ async def test_a_chain_of_three_runs_in_order_and_a_cancel_fails_it_transitively
     assert str(y.uuid) in (await alice.get_task(z.uuid)).message
 
 
-async def test_a_cancel_fails_a_chain_of_any_depth(alice):
+COPIED_COLUMNS = ("group_id", "creator_id", "state", "priority", "command", "command_line")
+COPIED_COLUMNS += ("tags", "labels", "spec", "timeout", "retries", "max_attempts", "attempt")
+
+
+async def _lengthen_chain(app, tail: uuid.UUID, count: int) -> uuid.UUID:
+    """``count`` more pending tasks after ``tail``, each needing the one before (afterok),
+    written straight into the database: a thousand submits would cost half a minute."""
+    async with app.state.coordinator.sessions() as db:
+        last = await db.scalar(select(Task).where(Task.uuid == tail))
+        copied = {c: getattr(last, c) for c in COPIED_COLUMNS}
+        tasks = [Task(**copied, uuid=uuid.uuid4(), seq=last.seq + n) for n in range(1, count + 1)]
+        db.add_all(tasks)
+        await db.flush()
+        chain = [last, *tasks]
+        db.add_all(
+            TaskDependency(task_id=t.id, upstream_id=u.id, condition="afterok")
+            for u, t in itertools.pairwise(chain)
+        )
+        await db.commit()
+        return tasks[-1].uuid
+
+
+async def test_a_cancel_fails_a_chain_of_any_depth(alice, app):
     """1,005 tasks each needing the one before (deeper than the 1,000 levels the settling
-    once stopped at): cancelling the head fails every one of them
-    in that one request, none left pending for a next transition that never comes."""
-    head = previous = await alice.submit_task(spec("head"))
-    for _ in range(1005):
-        previous = await alice.submit_task(spec("x", depends_on=after(previous, "afterok")))
+    once stopped at): cancelling the head fails every one of them in that one request, none
+    left pending for a next transition that never comes."""
+    head = await alice.submit_task(spec("head"))
+    second = await alice.submit_task(spec("x", depends_on=after(head, "afterok")))
+    last = await _lengthen_chain(app, second.uuid, 1004)
+    assert (await alice.query_tasks(TaskQuery(states=[TaskState.PENDING]))).total == 1005
     await alice.cancel_task(head.uuid)
-    assert await state(alice, previous) == "failed"
+    assert (await alice.get_task(last)).state == TaskState.FAILED
     assert (await alice.query_tasks(TaskQuery(states=[TaskState.PENDING]))).total == 0
 
 
