@@ -216,11 +216,14 @@ async def add_finished_tasks(db: str, count: int) -> float:
             text("UPDATE groups SET task_seq = task_seq + :n WHERE id = :g"),
             {"n": count, "g": group},
         )
-    # Fresh statistics and (PostgreSQL) a visibility map, as autovacuum would leave them.
+    # Fresh statistics and (PostgreSQL) a visibility map, as autovacuum would leave them;
+    # then a checkpoint, so writing out the fill does not run into the measurements.
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         for table in ("tasks", "task_labels"):
             await conn.execute(text(f"ANALYZE {table}" if sqlite else f"VACUUM ANALYZE {table}"))
+        if not sqlite:
+            await conn.execute(text("CHECKPOINT"))
     await engine.dispose()
     return time.perf_counter() - started
 
