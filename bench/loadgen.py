@@ -19,10 +19,9 @@ class UnexpectedAnswer(RuntimeError):
     pass
 
 
-def prepared_request(url: str, method: str, path: str, token: str, body: bytes) -> bytes:
-    host = urlsplit(url).netloc
+def prepared_request(method: str, path: str, token: str, body: bytes) -> bytes:
     head = (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -42,16 +41,17 @@ async def _answer(reader: asyncio.StreamReader) -> int:
 
 
 async def hammer(
-    url: str, request: bytes, *, connections: int, seconds: float, expect: int
+    urls: list[str], request: bytes, *, connections: int, seconds: float, expect: int
 ) -> tuple[int, float]:
-    """Send ``request`` over ``connections`` connections, each waiting for its answer
-    before the next, for ``seconds``; the requests answered and the wall time taken."""
-    parts = urlsplit(url)
+    """Send ``request`` over ``connections`` connections (spread over ``urls``, one
+    coordinator each), each waiting for its answer before the next, for ``seconds``; the
+    requests answered and the wall time taken."""
     deadline = time.perf_counter() + seconds
     answered = 0
 
-    async def one_connection() -> None:
+    async def one_connection(url: str) -> None:
         nonlocal answered
+        parts = urlsplit(url)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         try:
             while time.perf_counter() < deadline:
@@ -65,5 +65,5 @@ async def hammer(
             await writer.wait_closed()
 
     started = time.perf_counter()
-    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    await asyncio.gather(*(one_connection(urls[i % len(urls)]) for i in range(connections)))
     return answered, time.perf_counter() - started

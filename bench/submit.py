@@ -99,13 +99,9 @@ async def submit_throughput(
     with meter.measure() as batch:
         for _ in range(batches):
             await clients[0].submit_tasks([SPEC] * 1000)
-    request = prepared_request(
-        urls[0], "POST", "/api/tasks", clients[0].token, msgspec.json.encode(SPEC)
-    )
+    request = prepared_request("POST", "/api/tasks", clients[0].token, msgspec.json.encode(SPEC))
     with meter.measure() as lean:
-        lean_count, _ = await hammer(
-            urls[0], request, connections=4, seconds=lean_seconds, expect=201
-        )
+        lean_count, _ = await hammer(urls, request, connections=4, seconds=lean_seconds, expect=201)
     await clients[0].cancel_tasks(task_filter=TaskFilter(states=[TaskState.READY]))
     for client in clients:
         await client.aclose()
