@@ -302,6 +302,20 @@ def remember_sync(served: ServedCoordinator, cache: CredentialCache, user: str, 
     cache.put(URL, reply.username, reply.token, reply.expires_at)
 
 
+def snapshot_app(served: ServedCoordinator, tmp_path: Path, user: str, pw: str = "pw"):
+    """The TUI logged in as ``user`` at the stable URL, its clock frozen: what every
+    snapshot starts from."""
+    cache = CredentialCache(tmp_path / "credentials.json")
+    remember_sync(served, cache, user, pw)
+    return MitosisApp(URL, cache=cache, transport=served.transport(), clock=lambda: FROZEN_NOW)
+
+
+async def live(pilot) -> None:
+    """Settled, with the live stream connected (the status bar says so in every snapshot)."""
+    await settle(pilot)
+    await until(pilot, lambda: pilot.app.stream_state == "live", what="the live stream")
+
+
 @pytest.fixture
 async def lab(make_user):
     """alice, admin of group lab (and of her personal group); her SDK client."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from mitosis_sdk.auth import CredentialCache
-from mitosis_tui.app import MitosisApp
 from mitosis_tui.screens.login import LoginScreen
 from mitosis_tui.widgets.command_line import CommandLine
 from mitosis_tui.widgets.output_panel import OutputPanel
-from tests.tui.conftest import FROZEN_NOW, SIZE, URL, remember_sync, screen_text, settle, until
+from tests.tui.conftest import SIZE, live, screen_text, settle, snapshot_app, until
 
 
 async def run(pilot, command: str, *, type_keys: bool = False) -> OutputPanel:
@@ -90,15 +88,10 @@ async def test_quit_exits(make_tui, remember):
 def test_output_pane_snapshot(snap_compare, served_coordinator, tmp_path, size):
     """The Output pane (5) after two commands: one that worked, one that failed in red with
     its exit status; the command line closed again."""
-    cache = CredentialCache(tmp_path / "credentials.json")
-    remember_sync(served_coordinator, cache, "alice", "pw")
-    app = MitosisApp(
-        URL, cache=cache, transport=served_coordinator.transport(), clock=lambda: FROZEN_NOW
-    )
+    app = snapshot_app(served_coordinator, tmp_path, "alice")
 
     async def two_commands(pilot) -> None:
-        await settle(pilot)
-        await until(pilot, lambda: pilot.app.stream_state == "live", what="the live stream")
+        await live(pilot)
         await run(pilot, "groups update-user lab carol:write")  # carol writes already
         await run(pilot, "groups get nope")
         await until(pilot, lambda: "(exit status 4)" in screen_text(pilot.app), what="drawn")

@@ -5,19 +5,16 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Input, Select
 
-from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.schemas import Member, Role
-from mitosis_tui.app import MitosisApp
 from mitosis_tui.screens.confirm import ConfirmScreen
 from mitosis_tui.screens.forms import MemberForm
 from mitosis_tui.widgets.groups_pane import GroupsPane
 from tests.tui.conftest import (
-    FROZEN_NOW,
     SIZE,
-    URL,
-    remember_sync,
+    live,
     screen_text,
     settle,
+    snapshot_app,
     until,
 )
 
@@ -200,15 +197,10 @@ async def test_a_reload_keeps_the_selected_group(make_tui, make_user, remember, 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 def test_groups_pane_snapshot(snap_compare, served_coordinator, tmp_path, size):
     """alice's groups, with lab selected: members, roles and storage (time frozen)."""
-    cache = CredentialCache(tmp_path / "credentials.json")
-    remember_sync(served_coordinator, cache, "alice", "pw")
-    app = MitosisApp(
-        URL, cache=cache, transport=served_coordinator.transport(), clock=lambda: FROZEN_NOW
-    )
+    app = snapshot_app(served_coordinator, tmp_path, "alice")
 
     async def show_lab(pilot) -> None:
-        await settle(pilot)
-        await until(pilot, lambda: pilot.app.stream_state == "live", what="the live stream")
+        await live(pilot)
         await select_group(pilot, "lab")
 
     assert snap_compare(app, terminal_size=size, run_before=show_lab)

@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import pytest
 
-from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import Client
 from mitosis_sdk.schemas import Grant, Role, TaskPhase, TaskSpec
 from mitosis_server.config import CoordinatorSettings
@@ -23,11 +22,10 @@ from mitosis_tui.screens.logs import LogsScreen
 from tests.conftest import ADMIN, free_port
 from tests.tui.conftest import (
     FROZEN_NOW,
-    URL,
     ServedCoordinator,
     open_tasks,
-    remember_sync,
     settle,
+    snapshot_app,
     until,
 )
 
@@ -157,9 +155,7 @@ def scene(tmp_path_factory, sqlite_template):
 
 def scene_app(scene, tmp_path) -> MitosisApp:
     served, _ = scene
-    cache = CredentialCache(tmp_path / "credentials.json")
-    remember_sync(served, cache, "alice", "pw")
-    return MitosisApp(URL, cache=cache, transport=served.transport(), clock=lambda: FROZEN_NOW)
+    return snapshot_app(served, tmp_path, "alice")
 
 
 async def _at_rest(pilot) -> None:

@@ -14,13 +14,11 @@ from datetime import timedelta
 
 import pytest
 
-from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import Client
 from mitosis_sdk.schemas import Grant, HostFacts, Role, TaskSpec
-from mitosis_tui.app import MitosisApp
 from mitosis_tui.widgets.workers_pane import WorkersPane
 from tests.conftest import ADMIN
-from tests.tui.conftest import DATABASE, FROZEN_NOW, URL, remember_sync, serve, settle, until
+from tests.tui.conftest import DATABASE, FROZEN_NOW, live, serve, settle, snapshot_app, until
 from tests.tui.fleet.conftest import pin_rows
 from tests.tui.fleet.test_attachments import enter, open_files
 
@@ -119,18 +117,6 @@ def fleet_site(tmp_path_factory, sqlite_template):
         served.stop()
 
 
-async def live(pilot) -> None:
-    """Settled, with the live stream connected (the status bar says so in every snapshot)."""
-    await settle(pilot)
-    await until(pilot, lambda: pilot.app.stream_state == "live", what="the live stream")
-
-
-def app_for(served, tmp_path, user: str, password: str = "pw") -> MitosisApp:
-    cache = CredentialCache(tmp_path / "credentials.json")
-    remember_sync(served, cache, user, password)
-    return MitosisApp(URL, cache=cache, transport=served.transport(), clock=lambda: FROZEN_NOW)
-
-
 async def show_workers(pilot) -> WorkersPane:
     await live(pilot)
     pilot.app.main_screen.action_show_pane("workers")
@@ -145,14 +131,14 @@ async def show_workers(pilot) -> WorkersPane:
 @SIZES
 def test_workers_pane_snapshot(snap_compare, fleet_site, tmp_path, size):
     """State (symbol and word), host, slots, late and lost heartbeats, tags, grants."""
-    app = app_for(fleet_site, tmp_path, "alice")
+    app = snapshot_app(fleet_site, tmp_path, "alice")
     assert snap_compare(app, terminal_size=size, run_before=show_workers)
 
 
 @SIZES
 def test_worker_details_snapshot(snap_compare, fleet_site, tmp_path, size):
     """Everything about the busy worker, with its running task."""
-    app = app_for(fleet_site, tmp_path, "alice")
+    app = snapshot_app(fleet_site, tmp_path, "alice")
 
     async def details(pilot) -> None:
         await show_workers(pilot)
@@ -170,7 +156,7 @@ def test_worker_details_snapshot(snap_compare, fleet_site, tmp_path, size):
 @SIZES
 def test_attachments_browser_snapshot(snap_compare, fleet_site, tmp_path, size):
     """lab's data/ folder: '..', a sub-folder with its totals, a file."""
-    app = app_for(fleet_site, tmp_path, "alice")
+    app = snapshot_app(fleet_site, tmp_path, "alice")
 
     async def files(pilot) -> None:
         await live(pilot)
@@ -183,7 +169,7 @@ def test_attachments_browser_snapshot(snap_compare, fleet_site, tmp_path, size):
 @SIZES
 def test_admin_pane_snapshot(snap_compare, fleet_site, tmp_path, size):
     """Users with admin flag, state and group quota use."""
-    app = app_for(fleet_site, tmp_path, *ADMIN)
+    app = snapshot_app(fleet_site, tmp_path, *ADMIN)
 
     async def admin(pilot) -> None:
         await live(pilot)
