@@ -217,8 +217,7 @@ class Attempt:
     def prepare(self) -> AttemptDirs:
         """Create the attempt's directories afresh (a crashed run may have left some)."""
         dirs = self.dirs
-        if os.path.lexists(dirs.root):
-            shutil.rmtree(dirs.root, ignore_errors=True)
+        self.cleanup()
         os.makedirs(dirs.root.parent, mode=0o700, exist_ok=True)
         for path in (dirs.root, dirs.work, *dirs.outputs()):
             os.mkdir(path, mode=0o700)

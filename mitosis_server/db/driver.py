@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 
 
@@ -103,13 +103,15 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[Driver]:
 
 async def in_transaction(db: AsyncSession) -> Driver | None:
     """The asyncpg connection of ``db``'s transaction (begun now if it was not yet), or None
-    on SQLite.
+    on SQLite."""
+    return await _driver_of(await db.connection())
 
-    SQLAlchemy's asyncpg adapter sends ``BEGIN`` lazily, before its own first statement; a
-    statement sent past it must begin the transaction the same way, or it would run (and
+
+async def _driver_of(connection: AsyncConnection) -> Driver | None:
+    """SQLAlchemy's asyncpg adapter sends ``BEGIN`` lazily, before its own first statement;
+    a statement sent past it must begin the transaction the same way, or it would run (and
     commit) on its own. ``tests/unit/test_driver.py`` holds this to the adapter's behaviour:
     a driver statement commits and rolls back with the session."""
-    connection = await db.connection()
     if connection.dialect.name != "postgresql":
         return None
     raw = await connection.get_raw_connection()
@@ -123,8 +125,8 @@ async def rows(db: AsyncSession, statement: ClauseElement, params: Mapping[str, 
     """Every row of a prebuilt ``statement`` with ``params`` in ``db``'s transaction: on the
     driver on PostgreSQL, through SQLAlchemy elsewhere. Either way rows have attribute
     access."""
-    driver = await in_transaction(db)
+    connection = await db.connection()
+    driver = await _driver_of(connection)
     if driver is None:
-        connection = await db.connection()
         return list(await connection.execute(statement, params))
     return await driver.rows(statement, params)

@@ -44,6 +44,7 @@ from mitosis_server.errors import DomainError
 from mitosis_server.services import explain, publishing, workflows
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.groups import check_role
+from mitosis_server.services.task_queries import roles_at_least
 from mitosis_server.services.wakeups import Wakeups, notify_after_commit
 
 # What a spec gives every one of its rows, then what varies per row (``extra`` included).
@@ -305,8 +306,6 @@ async def submit_task(
 # no worker sees it half-made), and the claim's S1 rule for the warning. Anything it does
 # not take (or a group it may not write to) goes the general way, which says why.
 
-WRITE_ROLES = tuple(role.value for role in Role if role.allows(Role.WRITE))
-
 
 @functools.cache
 def _reserve_where_writable():
@@ -316,7 +315,7 @@ def _reserve_where_writable():
     may_write = exists().where(
         Membership.group_id == Group.id,
         Membership.user_id == bindparam("user_id"),
-        Membership.role.in_(WRITE_ROLES),
+        Membership.role.in_(roles_at_least(Role.WRITE)),
     )
     reserve = (
         update(Group)
