@@ -54,6 +54,9 @@ def load(args: argparse.Namespace) -> CoordinatorSettings:
     return settings
 
 
+KEEP_ALIVE_SECONDS = 75
+
+
 def serve(settings: CoordinatorSettings) -> int:
     import uvicorn
 
@@ -69,6 +72,10 @@ def serve(settings: CoordinatorSettings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=30,
+        # Idle keep-alive connections outlive the clients' own expiry (httpx drops theirs
+        # after 5 s): with both at 5 s a client reused a connection in the instant the
+        # coordinator closed it, and the request failed with a read error.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         lifespan="on",
     )
     print(f"mitosis-server: serving on http://{settings.bind}", file=sys.stderr, flush=True)

@@ -26,6 +26,7 @@ from mitosis_sdk.auth import CredentialCache
 from mitosis_sdk.client import Client
 from mitosis_sdk.schemas import Member, Role
 from mitosis_server.app import create_app
+from mitosis_server.cli import KEEP_ALIVE_SECONDS
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.serving import CoordinatorServer
 from mitosis_tui.app import MitosisApp
@@ -224,6 +225,7 @@ class ServedCoordinator:
             lifespan="on",
             log_config=None,
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             # Open event streams notice a closed client only at their next write.
             timeout_graceful_shutdown=1,
         )

@@ -377,7 +377,7 @@ async def test_a_parked_fetch_with_nothing_to_take_writes_nothing(app, alice, tr
     """Rechecks of a parked fetch only read: the worker's row is written once, by the first
     look, however long the fetch parks (an idle fleet costs the database no commits)."""
     worker = await start_worker(alice, transport)
-    parked = asyncio.create_task(worker.fetch(wait=3.0))
+    parked = asyncio.create_task(worker.fetch(wait=6.0))  # ends well after the second read
     await asyncio.sleep(0.5)
     first = (await alice.get_worker(worker.uuid)).last_heartbeat
     await asyncio.sleep(2.0)  # two rechecks
