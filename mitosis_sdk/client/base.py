@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
+from mitosis_sdk.client.http11 import lean_transport_for
 from mitosis_sdk.errors import ConnectionFailed, error_from_body
 
 T = TypeVar("T")
@@ -18,7 +19,8 @@ class BaseClient:
     """Sends requests with the bearer token and turns error bodies into exceptions.
 
     ``transport`` is injectable so tests (and embedders) can call a Litestar app in-process
-    with ``httpx.ASGITransport``.
+    with ``httpx.ASGITransport``; by default the coordinator is spoken to through the lean
+    keep-alive transport (``http11``), unless a proxy from the environment applies.
     """
 
     def __init__(
@@ -31,7 +33,11 @@ class BaseClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
-        self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport or lean_transport_for(self.base_url),
+            timeout=timeout,
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
