@@ -49,7 +49,7 @@ from mitosis_sdk.schemas.workers import (
 from mitosis_worker import manager
 from mitosis_worker.backoff import Backoff
 from mitosis_worker.config import WorkerSettings, split_list
-from mitosis_worker.executor import Attempt, watch_children_by_pidfd
+from mitosis_worker.executor import Attempt
 from mitosis_worker.logship import RedisLogWriter, log_shipper
 from mitosis_worker.outputs import AttemptLink
 from mitosis_worker.reports import Batch, Outbox
@@ -113,7 +113,6 @@ class WorkerDaemon:
 
     async def run(self) -> int:
         """Register, serve until stopped, drain, unregister; the process exit status."""
-        watch_children_by_pidfd()
         registered = await self.client.register_worker(**registration(self.settings))
         self.worker_id = registered.worker.uuid
         self.client.token = registered.token
@@ -239,11 +238,11 @@ class WorkerDaemon:
                 self.outbox.restore(batch)
                 return
             backoff.reset()
-            self.outbox.settle(batch, reply.reports)
-            for assignment in reply.tasks:
-                key = (assignment.task, assignment.attempt)
+            for assignment in reply.tasks:  # first: their spawns go before the settled
+                key = (assignment.task, assignment.attempt)  # attempts' clean-ups
                 if key not in self.running and not self.outbox.holds(key):
                     self._start(group, assignment)
+            self.outbox.settle(batch, reply.reports)
             self.apply(reply.commands)
 
     async def _poll(self, free: int, batch: Batch) -> FetchReply | None:
@@ -322,14 +321,14 @@ class WorkerDaemon:
             self.running.pop(key, None)
             self._slot_freed.set()
             self._write_status("draining" if self.draining else "online")
-            # Removing the attempt's tree is slow metadata I/O (tens of milliseconds on a
-            # busy disk): in a thread, while the result is on its way.
-            removal = asyncio.ensure_future(asyncio.to_thread(running.attempt.cleanup))
         try:
             if report is not None:
                 await self.outbox.deliver(assignment.task, report)
         finally:
-            await removal
+            # A dozen system calls, inline (a hop to a thread and back costs more CPU),
+            # once the result is in: the reply that acknowledged it started the next task
+            # first, so the tree's removal is not on the way of the next spawn.
+            running.attempt.cleanup()
         self._stop_if_idle()
 
     def apply(self, commands: WorkerCommands) -> None:

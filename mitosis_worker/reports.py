@@ -76,6 +76,10 @@ class Outbox:
         self._results: dict[Key, _Result] = {}
         self._phases: dict[Key, tuple[PhaseEntry, float]] = {}
         self._changed = asyncio.Event()
+        # When the sender looks next on its own (None: only when poked). A report queued
+        # while it sleeps towards a deadline cannot ripen sooner, so it need not wake it:
+        # four phases and a result per task would cost four wake-ups and timers.
+        self._next_look: float | None = None
         self._closed = False
 
     # ---- what attempts put in --------------------------------------------------------
@@ -86,7 +90,7 @@ class Outbox:
             return
         entry = PhaseEntry(task=task, report=PhaseReport(attempt=attempt, phase=phase))
         self._phases[(task, attempt)] = (entry, self._clock())
-        self._changed.set()
+        self._poke()
 
     async def deliver(self, task: uuid.UUID, report: ResultReport) -> ReportAck | None:
         """Queue a result and wait until the coordinator took it (its ack) or refused it
@@ -96,7 +100,7 @@ class Outbox:
         delivered = asyncio.get_running_loop().create_future()
         entry = ResultEntry(task=task, report=report)
         self._results[key] = _Result(entry, delivered, self._clock())
-        self._changed.set()
+        self._poke()
         return await delivered
 
     # ---- what requests take out ------------------------------------------------------
@@ -159,7 +163,8 @@ class Outbox:
         if pending is not None and not pending.delivered.done():
             pending.delivered.set_result(ack)
         # A closed outbox's sender may be waiting for this last result: let it see it is done.
-        self._changed.set()
+        if self._closed:
+            self._changed.set()
 
     def known(self) -> list[AttemptRef]:
         """Attempts whose result is not yet acknowledged (the coordinator still holds them
@@ -170,6 +175,10 @@ class Outbox:
         return key in self._results
 
     # ---- sending what no fetch took --------------------------------------------------
+
+    def _poke(self) -> None:
+        if self._next_look is None:
+            self._changed.set()
 
     def close(self) -> None:
         """No more reports will come: :meth:`run` ends once everything is delivered."""
@@ -187,11 +196,13 @@ class Outbox:
         while not (self._closed and not self._results and not self._phases):
             oldest = self._oldest()
             if oldest is None:
+                self._next_look = None
                 self._changed.clear()
                 await self._changed.wait()
                 continue
             wait = 0.0 if self._closed else oldest + self._ride - self._clock()
             if wait > 0:
+                self._next_look = oldest + self._ride
                 self._changed.clear()
                 await _wait_for(self._changed, wait)
                 continue
@@ -216,4 +227,5 @@ class Outbox:
 
 async def _wait_for(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
