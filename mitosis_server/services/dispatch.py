@@ -44,7 +44,7 @@ from mitosis_server.db.models import (
 )
 from mitosis_server.errors import conflict, not_found
 from mitosis_server.services import publishing
-from mitosis_server.services.claims import anything_to_claim, claim_tasks, held_assignments
+from mitosis_server.services.claims import claim_tasks, held_assignments, takeable_statement
 from mitosis_server.services.reports import apply_reports
 from mitosis_server.services.scheduling import RUN_ROLES
 from mitosis_server.services.wakeups import CLOSING, RECHECK, Wakeups, worker_key
@@ -190,9 +190,18 @@ async def fetch_tasks(
 async def _worth_a_look(sessions: async_sessionmaker[AsyncSession], worker_id: int) -> bool:
     """Is there a task the worker may take now? A parked fetch asks this (reading only: no
     lock, no write, no commit to flush) before it spends a claiming look, so a fleet of idle
-    workers costs the database one small read each per ``RECHECK``."""
+    workers costs the database one small read each per ``RECHECK``.
+
+    It is on the path of every wake-up, a fresh submit's included: on PostgreSQL it is one
+    statement on a pooled connection outside any transaction (no session, no BEGIN, no
+    ROLLBACK), which took the wake-up's first look from 2 ms to a few tenths."""
+    parameters = {"worker_id": worker_id, "now": utcnow()}
+    engine = sessions.kw["bind"]
+    if driver.uses_driver(engine):
+        async with driver.autocommit(engine) as connection:
+            return bool(await connection.rows(takeable_statement(), parameters))
     async with reading(sessions) as db:
-        return await anything_to_claim(db, worker_id, utcnow())
+        return bool(await driver.rows(db, takeable_statement(), parameters))
 
 
 async def _undelivered(
