@@ -104,7 +104,11 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[Driver]:
 async def in_transaction(db: AsyncSession) -> Driver | None:
     """The asyncpg connection of ``db``'s transaction (begun now if it was not yet), or None
     on SQLite."""
-    return await _driver_of(await db.connection())
+    driver = _remembered(db)
+    if driver is None:
+        driver = await _driver_of(await db.connection())
+        _remember(db, driver)
+    return driver
 
 
 async def _driver_of(connection: AsyncConnection) -> Driver | None:
@@ -121,12 +125,35 @@ async def _driver_of(connection: AsyncConnection) -> Driver | None:
     return Driver(raw.driver_connection, connection.dialect)
 
 
+# Where a session keeps the driver of its current transaction. Finding it through the
+# AsyncSession (its proxies, a greenlet hop each for the connection and the raw connection)
+# cost more than most of the statements run on it: it is looked up once per transaction.
+_REMEMBERED = "mitosis.driver"
+
+
+def _remembered(db: AsyncSession) -> Driver | None:
+    remembered = db.info.get(_REMEMBERED)
+    if remembered is None:
+        return None
+    transaction, driver = remembered
+    current = db.sync_session.get_transaction()
+    return driver if current is transaction and current.is_active else None
+
+
+def _remember(db: AsyncSession, driver: Driver | None) -> None:
+    if driver is not None:
+        db.info[_REMEMBERED] = (db.sync_session.get_transaction(), driver)
+
+
 async def rows(db: AsyncSession, statement: ClauseElement, params: Mapping[str, Any]) -> list:
     """Every row of a prebuilt ``statement`` with ``params`` in ``db``'s transaction: on the
     driver on PostgreSQL, through SQLAlchemy elsewhere. Either way rows have attribute
     access."""
-    connection = await db.connection()
-    driver = await _driver_of(connection)
+    driver = _remembered(db)
     if driver is None:
-        return list(await connection.execute(statement, params))
+        connection = await db.connection()
+        driver = await _driver_of(connection)
+        if driver is None:
+            return list(await connection.execute(statement, params))
+        _remember(db, driver)
     return await driver.rows(statement, params)

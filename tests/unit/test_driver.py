@@ -85,3 +85,18 @@ def test_literal_in_lists_become_plain_parameters():
     ready = driver.compiled(_bump(), asyncpg.dialect())
     assert "POSTCOMPILE" not in ready.sql
     assert ready.arguments({"by": 3}) == [3, "alice", "nobody"]
+
+
+async def test_each_transaction_of_one_session_gets_its_own_connection_state(sessions):
+    """The driver is remembered per transaction: after a commit the next statement begins
+    the next transaction, which rolls back alone."""
+    before = await _versions(sessions)
+    async with sessions() as db:
+        await driver.rows(db, _bump(), {"by": 1})
+        await driver.rows(db, _bump(), {"by": 1})
+        await db.commit()
+        await driver.rows(db, _bump(), {"by": 10})
+        await db.rollback()
+        await driver.rows(db, _bump(), {"by": 100})
+        await db.commit()
+    assert await _versions(sessions) == before + 102
