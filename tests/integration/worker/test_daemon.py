@@ -359,3 +359,21 @@ async def test_a_process_failing_twice_then_succeeding_completes_on_attempt_thre
         ("failed", 1),
         ("completed", 0),
     ]
+
+
+async def test_short_tasks_are_reported_and_claimed_together(alice, start_worker):
+    """Two slots of quick tasks: a freed slot waits a moment for the other, so fetches
+    carry two results and claim two tasks instead of one each."""
+    tasks = [await submit(alice, "true") for _ in range(40)]
+    daemon = await start_worker(slots=2)
+    fetches: list[tuple[int, int]] = []  # (results carried, tasks asked for)
+    fetch = daemon.client.fetch_tasks
+
+    async def counting(worker, **request):
+        fetches.append((len(request.get("results") or []), request.get("max_tasks", 1)))
+        return await fetch(worker, **request)
+
+    daemon.client.fetch_tasks = counting
+    for task in tasks:
+        assert (await wait_state(alice, task, {"completed", "failed"})).state == "completed"
+    assert (2, 2) in fetches, fetches
