@@ -169,7 +169,8 @@ class WorkerDaemon:
     async def _expire(self, started: float) -> None:
         remaining = self.settings.lifetime - (time.monotonic() - started)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=max(0.0, remaining))
+            async with asyncio.timeout(max(0.0, remaining)):
+                await self.stop.wait()
         if not self.stop.is_set():
             log.info("worker.lifetime_reached")
             self.request_stop()
