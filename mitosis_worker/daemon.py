@@ -169,8 +169,7 @@ class WorkerDaemon:
     async def _expire(self, started: float) -> None:
         remaining = self.settings.lifetime - (time.monotonic() - started)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, remaining)):
-                await self.stop.wait()
+            await asyncio.wait_for(self.stop.wait(), timeout=max(0.0, remaining))
         if not self.stop.is_set():
             log.info("worker.lifetime_reached")
             self.request_stop()

@@ -71,12 +71,9 @@ class Waiter:
         ``seconds`` without a wake-up; ``CLOSING`` at once once the coordinator is closing."""
         if self._hub.closing:
             return {CLOSING}
-        if not self._event.is_set() and seconds > 0:
-            # Not wait_for: with no time left it would wrap the wait in a task and cancel
-            # it unstarted ("coroutine 'Event.wait' was never awaited").
+        if not self._event.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
-                    await self._event.wait()
+                await asyncio.wait_for(self._event.wait(), max(0.0, seconds))
         woken, self._woken_by = self._woken_by, set()
         self._event.clear()
         return woken
