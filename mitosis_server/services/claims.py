@@ -5,13 +5,15 @@ tasks … FROM claim … RETURNING``: no task is taken twice, by any number of w
 coordinator replicas (S3). The caller updates the worker's row first, which serialises
 claims of one worker, so its slots are never overbooked. The statements are built once with
 bound parameters (the claim is the hot path; only its parameters change) and run on the
-session's connection, past the ORM.
+session's connection, past the ORM. On PostgreSQL the claim also opens the attempt rows of
+what it took, in a data-modifying ``WITH`` of the same statement: taking tasks is one round
+trip, the idle worker's latency path included.
 
 Fairness (S6) is round-robin between groups, decided inside the claim statement itself:
 among the groups the worker may run that have a task it may take at the best priority on
 offer, the group whose latest task *started* longest ago (or never) goes first, its oldest
-tasks at that priority are taken, and only if it has fewer than ``n`` of them does a second,
-plain claim (priority, then age: S2) fill the rest. Why this rule:
+tasks at that priority are taken, and only if it has fewer than ``n`` of them does a plain
+claim (priority, then age: S2) fill the rest, in the same statement. Why this rule:
 
 * it needs no state of its own: "when did this group last get a task" is ``max(started_at)``
   over its tasks (an index lookup), committed data every coordinator sees alike, so there
@@ -38,15 +40,20 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
+    Subquery,
     Update,
     Uuid,
     bindparam,
     func,
+    insert,
+    literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.selectable import CTE
 
 from mitosis_sdk.schemas import Assignment, Resource, TaskState
 from mitosis_server.db import driver
@@ -148,27 +155,36 @@ def _assignment_columns() -> tuple:
     )
 
 
+def _best_first(where: list, limit: Any, name: str) -> CTE:
+    """Ready tasks matching ``where``, best first (S2), locked for the claim."""
+    ordered = select(Task.id).where(*where).order_by(Task.priority.desc(), Task.id)
+    return claim_candidates(ordered.limit(limit), Task, name=name)
+
+
+def _fair_then_plain() -> Subquery:
+    """The group whose turn it is at the best priority (S6), then -- only for what it
+    leaves of the ``limit`` -- every group in S2 order, the first ones passed over."""
+    top, turn = _fair_turn()
+    limit = bindparam("limit", type_=Integer)
+    fair = _best_first(_takeable(Task.group_id == turn, Task.priority == top), limit, "fair")
+    left = limit - select(func.count()).select_from(fair).scalar_subquery()
+    plain = _best_first(_takeable(Task.id.not_in(select(fair.c.id))), left, "plain")
+    return union_all(select(fair.c.id), select(plain.c.id)).subquery("taken")
+
+
 @functools.cache
-def _claim_statement(kind: str) -> Update:
+def _claim_statement(kind: str, opens_attempts: bool) -> Update | Select:
     """The claim; ``kind`` picks the candidates: ``fair`` (the group whose turn it is, at
-    the best priority), ``plain`` (S2 order over every group), ``throttled`` (within one
-    throttled array, whose head row the caller has locked)."""
+    the best priority, then S2 order over every group), ``throttled`` (within one throttled
+    array, whose head row the caller has locked). ``opens_attempts``: the statement also
+    inserts the attempt rows (PostgreSQL's data-modifying ``WITH``; SQLite has none)."""
     if kind == "fair":
-        top, turn = _fair_turn()
-        where = _takeable(Task.group_id == turn, Task.priority == top)
-    elif kind == "plain":
-        where = _takeable()
+        candidates = _fair_then_plain()
     else:
         array = Task.array_id == bindparam("claim_array", type_=Uuid)
         where = [IS_READY, array, claimable(NOW), may_take(WORKER)]
-    candidates = claim_candidates(
-        select(Task.id)
-        .where(*where)
-        .order_by(Task.priority.desc(), Task.id)
-        .limit(bindparam("limit", type_=Integer)),
-        Task,
-    )
-    return (
+        candidates = _best_first(where, bindparam("limit", type_=Integer), "claim")
+    claim = (
         update(Task)
         .where(Task.id == candidates.c.id, IS_READY)
         .values(
@@ -181,10 +197,17 @@ def _claim_statement(kind: str) -> Update:
         )
         .returning(*_assignment_columns())
     )
+    if not opens_attempts:
+        return claim
+    claimed = claim.cte("claimed")
+    opened = select(claimed.c.id, claimed.c.attempt, WORKER, literal(OPEN), NOW)
+    opening = insert(TaskAttempt).from_select(ATTEMPT_COLUMNS, opened)
+    return select(claimed).add_cte(opening.cte("opened"))
 
 
 async def _claim(db: AsyncSession, kind: str, parameters: dict) -> list:
-    return await driver.rows(db, _claim_statement(kind), parameters)
+    opens_attempts = driver.uses_driver(db.bind)
+    return await driver.rows(db, _claim_statement(kind, opens_attempts), parameters)
 
 
 @functools.cache
@@ -203,13 +226,12 @@ async def claim_tasks(
     parameters = {"worker_id": worker_id, "limit": limit, "now": now, "margin": margin}
     rows = await _claim(db, "fair", parameters)
     if len(rows) < limit:
-        rows += await _claim(db, "plain", parameters | {"limit": limit - len(rows)})
-    if len(rows) < limit:
         rows += await _claim_throttled(db, worker_id, limit - len(rows), now, margin)
     if not rows:
         return []
-    attempts = [(r.id, r.attempt, worker_id, OPEN, now) for r in rows]
-    await bulk_insert(db, TaskAttempt.__table__, ATTEMPT_COLUMNS, attempts)
+    if not driver.uses_driver(db.bind):  # PostgreSQL's claim opened them already
+        attempts = [(r.id, r.attempt, worker_id, OPEN, now) for r in rows]
+        await bulk_insert(db, TaskAttempt.__table__, ATTEMPT_COLUMNS, attempts)
     return await assignments(db, rows)
 
 

@@ -144,9 +144,10 @@ async def fetch_tasks(
     any parking. The waiter exists before the first look, so a submit that commits after a
     look wakes it; the look repeats every ``RECHECK`` seconds anyway, for submissions on
     other coordinators (and retry backoffs running out), and is skipped after a cheap read
-    when there is nothing to take. The fetch answers at once when it carried reports (the worker
-    waits for their outcomes) and early when the worker's orders change (a cancelled task,
-    drain, shutdown), so the worker learns at once.
+    when there is nothing to take; a wake-up from one of its groups claims at once. The
+    fetch answers at once when it carried reports (the worker waits for their outcomes) and
+    early when the worker's orders change (a cancelled task, drain, shutdown), so the worker
+    learns at once.
     """
     loop = asyncio.get_running_loop()
     end = loop.time() + request.wait_seconds
@@ -183,7 +184,10 @@ async def fetch_tasks(
             # Something changed for this worker (cancel, drain, tags ...): answer after one
             # more look, so it hears of it now rather than at its next heartbeat.
             orders_changed = worker_key(worker_uuid) in woken
-            look = orders_changed or loop.time() >= end
+            # A task became ready in one of its groups: claim at once (the cheap read would
+            # find it too, a round trip later, on the path of every fresh submit).
+            offered = limit > 0 and bool(woken - {worker_key(worker_uuid)})
+            look = orders_changed or offered or loop.time() >= end
             look = look or (limit > 0 and await _worth_a_look(sessions, slot.id))
 
 
