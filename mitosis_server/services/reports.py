@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,11 +30,13 @@ from sqlalchemy import (
     Update,
     Uuid,
     bindparam,
+    column,
     exists,
     func,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitosis_sdk.errors import ErrorBody
@@ -82,22 +84,23 @@ NOW = bindparam("now", type_=UTCDateTime)
 WORKER = bindparam("worker", type_=Uuid)
 
 
-def _open_attempt() -> list:
+def _open_attempt(task: Any = TASK, attempt: Any = ATTEMPT) -> list:
     """The fence: the attempt is open and held by the reporting worker."""
     return [
-        TaskAttempt.task_id == select(Task.id).where(Task.uuid == TASK).scalar_subquery(),
-        TaskAttempt.attempt == ATTEMPT,
+        TaskAttempt.task_id == select(Task.id).where(Task.uuid == task).scalar_subquery(),
+        TaskAttempt.attempt == attempt,
         TaskAttempt.ended_at.is_(None),
         TaskAttempt.worker_id == select(Worker.id).where(Worker.uuid == WORKER).scalar_subquery(),
     ]
 
 
 def _task_update(*where, **values) -> Update:
-    """An UPDATE of the task running this attempt, returning what its event needs (and
-    whether any task depends on it, so dependents are settled only when there are some)."""
+    """An UPDATE of the task running an attempt (``where`` names it), returning what its
+    event needs (and whether any task depends on it, so dependents are settled only when
+    there are some)."""
     return (
         update(Task)
-        .where(Task.id == bindparam("task_id", type_=Integer), Task.attempt == ATTEMPT, *where)
+        .where(*where)
         .values(**values)
         .returning(
             Task.id,
@@ -130,6 +133,8 @@ def _phase_statements(phase: TaskPhase) -> tuple[Update, Update]:
         .returning(TaskAttempt.task_id)
     )
     on_task = _task_update(
+        Task.id == bindparam("task_id", type_=Integer),
+        Task.attempt == ATTEMPT,
         IS_RUNNING,
         phase=phase.value,
         deadline_at=seconds_after(NOW, Task.timeout + bindparam("margin", type_=Float)),
@@ -137,31 +142,55 @@ def _phase_statements(phase: TaskPhase) -> tuple[Update, Update]:
     return on_attempt, on_task
 
 
+# What a result sets, by parameter name (``b_attempt``: ``attempt`` is a column's own name).
+RESULT_VALUES = {
+    "task": Uuid,
+    "b_attempt": Integer,
+    "outcome": String,
+    "exit_code": Integer,
+    "signal": Integer,
+    "reason": String,
+    "message": String,
+    "phase": String,  # the last phase its attempt reached (none from older workers)
+}
+
+
+def _result_values(together: bool) -> dict[str, Any]:
+    """A result's values as its statements read them: bound parameters, or (``together``,
+    PostgreSQL) the columns of ``unnest`` over one array per value, a row per result."""
+    if not together:
+        return {name: bindparam(name, type_=kind) for name, kind in RESULT_VALUES.items()}
+    arrays = [bindparam(f"r_{name}", type_=ARRAY(kind)) for name, kind in RESULT_VALUES.items()]
+    columns = [column(name, kind) for name, kind in RESULT_VALUES.items()]
+    rows = func.unnest(*arrays).table_valued(*columns).render_derived("result")
+    return {name: rows.c[name] for name in RESULT_VALUES}
+
+
 @functools.cache
-def _result_statements() -> tuple[Update, Update]:
+def _result_statements(together: bool) -> tuple[Update, Update]:
     """Close the attempt with its result, then end the task (unless it was cancelled or
-    superseded meanwhile)."""
-    columns = ("outcome", "exit_code", "signal", "reason", "message")
-    # A result names the last phase its attempt reached (none from older workers).
-    reached = bindparam("phase", type_=String)
+    superseded meanwhile); ``together``: for every result of a fetch at once."""
+    value = _result_values(together)
     close = (
         update(TaskAttempt)
-        .where(*_open_attempt())
+        .where(*_open_attempt(value["task"], value["b_attempt"]))
         .values(
             ended_at=NOW,
-            phase=func.coalesce(reached, TaskAttempt.phase),
-            **{c: bindparam(c) for c in columns},
+            phase=func.coalesce(value["phase"], TaskAttempt.phase),
+            **{c: value[c] for c in ("outcome", "exit_code", "signal", "reason", "message")},
         )
-        .returning(TaskAttempt.task_id)
+        .returning(TaskAttempt.task_id, value["task"].label("task"), TaskAttempt.attempt)
     )
     finish = _task_update(
+        Task.uuid == value["task"],
+        Task.attempt == value["b_attempt"],
         IS_RUNNING,
-        phase=func.coalesce(reached, Task.phase),
-        state=bindparam("outcome"),
-        reason=bindparam("reason"),
-        message=bindparam("message"),
-        exit_code=bindparam("exit_code"),
-        signal=bindparam("signal"),
+        phase=func.coalesce(value["phase"], Task.phase),
+        state=value["outcome"],
+        reason=value["reason"],
+        message=value["message"],
+        exit_code=value["exit_code"],
+        signal=value["signal"],
         finished_at=NOW,
         deadline_at=None,
     )
@@ -243,70 +272,167 @@ def _already_recorded(row: Row | None, worker_uuid: uuid.UUID, report: ResultRep
     return recorded == (state.value, report.exit_code, report.signal, reason and reason.value)
 
 
+Released = list[tuple[TaskState, int]]  # (state, group id) of tasks back in the queue
+
+
 @dataclass(frozen=True)
 class Recorded:
+    states: list[TaskState | DomainError]  # per result, in order: the task's state or a refusal
+    released: Released
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """A result on its way in: the report and what it makes of the task."""
+
+    task: uuid.UUID
+    report: ResultReport
     state: TaskState
-    released: list[tuple[TaskState, int]]  # (state, group id) of tasks back in the queue
+    reason: str | None
+
+    @classmethod
+    def of(cls, task: uuid.UUID, report: ResultReport) -> _Ending:
+        state, reason = outcome_of(report)
+        return cls(task, report, state, reason.value if reason else None)
+
+    @property
+    def key(self) -> tuple[uuid.UUID, int]:
+        return (self.task, self.report.attempt)
+
+    @property
+    def may_retry(self) -> bool:
+        return self.state == TaskState.FAILED and self.reason in RETRY_REASONS
+
+    def values(self) -> dict[str, Any]:
+        report = self.report
+        return {
+            "task": self.task,
+            "b_attempt": report.attempt,
+            "outcome": self.state.value,
+            "exit_code": report.exit_code,
+            "signal": report.signal,
+            "reason": self.reason,
+            "message": report.message,
+            "phase": report.phase and report.phase.value,
+        }
 
 
-async def record_result(
+async def _refusal(recording: Awaitable[TaskState]) -> TaskState | DomainError:
+    """A result's state, or the refusal that recorded nothing for it."""
+    try:
+        return await recording
+    except DomainError as exc:
+        return exc
+
+
+async def record_results(
     db: AsyncSession,
     worker_uuid: uuid.UUID,
-    task_uuid: uuid.UUID,
-    report: ResultReport,
+    results: list[tuple[uuid.UUID, ResultReport]],
     now: datetime,
     wakeups: Wakeups | None,
 ) -> Recorded:
-    """Close the attempt with its result and move the task on, publishing the change.
+    """Close the attempts with their results and move the tasks on, publishing the changes.
 
     A cancelled task stays cancelled (its exit status is recorded); ``worker_stopped`` means
-    the worker killed the attempt to stop, so the task is requeued like a lost one.
+    the worker killed the attempt to stop, so the task is requeued like a lost one. The
+    common case -- open attempts, tasks that end -- costs two statements for all the
+    results together on PostgreSQL (a busy worker reports every slot in one fetch); what
+    is not, one by one after them.
     """
-    if report.reason == TaskReason.WORKER_STOPPED:
-        return await _record_stopped(db, worker_uuid, task_uuid, report, now, wakeups)
-    state, reason = outcome_of(report)
-    reason = reason.value if reason else None
-    close, finish = _result_statements()
-    parameters = {
-        "task": task_uuid,
-        "b_attempt": report.attempt,
-        "worker": worker_uuid,
-        "now": now,
-        "outcome": state.value,
-        "exit_code": report.exit_code,
-        "signal": report.signal,
-        "reason": reason,
-        "message": report.message,
-        "phase": report.phase and report.phase.value,
-    }
-    closed = await _one(db, close, parameters)
-    if closed is None:
-        return await _not_closed(db, worker_uuid, task_uuid, report)
-    if state == TaskState.FAILED and reason in RETRY_REASONS:
-        group_id = await _retry(db, closed.task_id, report.attempt, now)
-        if group_id is not None:
-            await publishing.tasks_changed(db, wakeups, [task_uuid])
-            return Recorded(TaskState.READY, [(TaskState.READY, group_id)])
-    task = await _one(db, finish, parameters | {"task_id": closed.task_id})
-    if task is None:  # cancelled while running: keep the verdict, record how it ended
-        return await _record_cancelled(db, closed.task_id, task_uuid, report, wakeups)
-    released: list[tuple[TaskState, int]] = []
-    _publish(db, wakeups, task, EventKind.TASK_STATE)
-    if task.has_dependents:
-        groups, _ = await workflows.settle(db, now, upstream_ids=[task.id])
-        released = [(TaskState.READY, group_id) for group_id in groups]
+    states: dict[int, TaskState | DomainError] = {}
+    released: Released = []
+    endings: dict[int, _Ending] = {}
+    for index, (task_uuid, report) in enumerate(results):
+        if report.reason == TaskReason.WORKER_STOPPED:
+            stopped = _record_stopped(db, worker_uuid, task_uuid, report, now, released, wakeups)
+            states[index] = await _refusal(stopped)
+        else:
+            endings[index] = _Ending.of(task_uuid, report)
+    closed = await _close_attempts(db, worker_uuid, list(endings.values()), now)
+    finishing: dict[int, int] = {}  # index -> task id
+    for index, ending in endings.items():
+        task_id = closed.get(ending.key)
+        if task_id is None:
+            states[index] = await _refusal(_not_closed(db, worker_uuid, ending.task, ending.report))
+            continue
+        retried = ending.may_retry and await _retry(db, task_id, ending.report.attempt, now)
+        if not retried:
+            finishing[index] = task_id
+            continue
+        await publishing.tasks_changed(db, wakeups, [ending.task])
+        states[index] = TaskState.READY
+        released.append((TaskState.READY, retried))
+    finished = await _finish_tasks(db, [endings[i] for i in finishing], now)
+    upstreams = []
+    for index, task_id in finishing.items():
+        ending = endings[index]
+        task = finished.get(ending.key)
+        if task is None:  # cancelled while running: keep the verdict, record how it ended
+            states[index] = await _record_cancelled(db, task_id, ending, wakeups)
+            continue
+        _publish(db, wakeups, task, EventKind.TASK_STATE)
+        states[index] = ending.state
+        if task.has_dependents:
+            upstreams.append(task.id)
+    if upstreams:
+        groups, _ = await workflows.settle(db, now, upstream_ids=upstreams)
+        released += [(TaskState.READY, group_id) for group_id in groups]
         await publishing.tasks_changed(db, wakeups, [])  # the dependents settle moved
-    return Recorded(state, released)
+    return Recorded([states[i] for i in range(len(results))], released)
+
+
+async def _close_attempts(
+    db: AsyncSession, worker_uuid: uuid.UUID, endings: list[_Ending], now: datetime
+) -> dict[tuple[uuid.UUID, int], int]:
+    """Close the attempts these results end that are open and held by the worker (the
+    fence); the task id of each, by (task uuid, attempt)."""
+    if not endings:
+        return {}
+    together = driver.uses_driver(db.bind)
+    close, _ = _result_statements(together)
+    if together:
+        rows = await driver.rows(db, close, _arrays(endings) | {"worker": worker_uuid, "now": now})
+        return {(row.task, row.attempt): row.task_id for row in rows}
+    closed = {}
+    for ending in endings:
+        row = await _one(db, close, ending.values() | {"worker": worker_uuid, "now": now})
+        if row is not None:
+            closed[ending.key] = row.task_id
+    return closed
+
+
+async def _finish_tasks(
+    db: AsyncSession, endings: list[_Ending], now: datetime
+) -> dict[tuple[uuid.UUID, int], Row]:
+    """End the tasks still running these attempts (not cancelled or superseded meanwhile);
+    the rows their events need, by (task uuid, attempt)."""
+    if not endings:
+        return {}
+    together = driver.uses_driver(db.bind)
+    _, finish = _result_statements(together)
+    if together:
+        rows = await driver.rows(db, finish, _arrays(endings) | {"now": now})
+    else:
+        found = [await _one(db, finish, ending.values() | {"now": now}) for ending in endings]
+        rows = [row for row in found if row is not None]
+    return {(row.uuid, row.attempt): row for row in rows}
+
+
+def _arrays(endings: list[_Ending]) -> dict[str, list]:
+    """The endings as one array per value, for PostgreSQL's ``unnest``."""
+    rows = [ending.values() for ending in endings]
+    return {f"r_{name}": [row[name] for row in rows] for name in RESULT_VALUES}
 
 
 async def _not_closed(
     db: AsyncSession, worker_uuid: uuid.UUID, task_uuid: uuid.UUID, report: ResultReport
-) -> Recorded:
+) -> TaskState:
     """The attempt was not open for this worker: a retry of a recorded result is answered
     with the task's state; anything else is refused with the reason."""
     row = await attempt_row(db, task_uuid, report.attempt)
     if _already_recorded(row, worker_uuid, report):
-        return Recorded(TaskState(row.state), [])
+        return TaskState(row.state)
     check_held(row, worker_uuid, task_uuid, report.attempt)
     raise conflict(f"attempt {report.attempt} of task {task_uuid} has already ended")
 
@@ -317,28 +443,26 @@ async def _record_stopped(
     task_uuid: uuid.UUID,
     report: ResultReport,
     now: datetime,
+    released: Released,
     wakeups: Wakeups | None,
-) -> Recorded:
+) -> TaskState:
     """The worker killed the attempt to stop: requeue it like a lost one (T8)."""
     row = await attempt_row(db, task_uuid, report.attempt)
     if _already_recorded(row, worker_uuid, report):
-        return Recorded(TaskState(row.state), [])
+        return TaskState(row.state)
     held = check_held(row, worker_uuid, task_uuid, report.attempt)
-    released = await release_attempts(
+    released += await release_attempts(
         db, [held.attempt_id], now, REQUEUED, TaskReason.WORKER_STOPPED, report.message
     )
     state = await db.scalar(select(Task.state).where(Task.id == held.task_id))
     await publishing.tasks_changed(db, wakeups, [task_uuid])
-    return Recorded(TaskState(state), released)
+    return TaskState(state)
 
 
 async def _record_cancelled(
-    db: AsyncSession,
-    task_id: int,
-    task_uuid: uuid.UUID,
-    report: ResultReport,
-    wakeups: Wakeups | None,
-) -> Recorded:
+    db: AsyncSession, task_id: int, ending: _Ending, wakeups: Wakeups | None
+) -> TaskState:
+    report = ending.report
     await db.execute(
         update(Task)
         .execution_options(synchronize_session=False)
@@ -346,8 +470,8 @@ async def _record_cancelled(
         .values(exit_code=report.exit_code, signal=report.signal, deadline_at=None)
     )
     state = await db.scalar(select(Task.state).where(Task.id == task_id))
-    await publishing.tasks_changed(db, wakeups, [task_uuid])
-    return Recorded(TaskState(state), [])
+    await publishing.tasks_changed(db, wakeups, [ending.task])
+    return TaskState(state)
 
 
 async def _retry(db: AsyncSession, task_id: int, attempt: int, now: datetime) -> int | None:
@@ -390,25 +514,37 @@ async def report_result(
     wakeups: Wakeups | None,
 ) -> ReportAck:
     """How an attempt ended (T3, T8); frees the slot, so the worker's parked fetch looks."""
-    recorded = await record_result(db, worker_uuid, task_uuid, report, utcnow(), wakeups)
+    recorded = await _record_and_wake(db, worker_uuid, [(task_uuid, report)], wakeups)
+    state = recorded.states[0]
+    if isinstance(state, DomainError):
+        raise state
+    return ReportAck(state=state)
+
+
+async def _record_and_wake(
+    db: AsyncSession,
+    worker_uuid: uuid.UUID,
+    results: list[tuple[uuid.UUID, ResultReport]],
+    wakeups: Wakeups | None,
+) -> Recorded:
+    """Record the results; after the commit, wake the fetches that may take what they freed
+    (the worker's own slots, requeued and released tasks' groups)."""
+    recorded = await record_results(db, worker_uuid, results, utcnow(), wakeups)
     groups = await requeued_groups(db, recorded.released)
     notify_after_commit(db, wakeups, groups=groups, workers=[worker_uuid])
-    return ReportAck(state=recorded.state)
+    return recorded
 
 
 # --- several at once, in a fetch --------------------------------------------------------------
 
 
-async def _outcome(
-    task: uuid.UUID, attempt: int, record: Callable[[], Awaitable[ReportAck]]
-) -> ReportOutcome:
-    """One report's outcome; a refusal is recorded for it and the others go on (refusals are
-    raised before the report writes anything)."""
-    try:
-        return ReportOutcome(task=task, attempt=attempt, ack=await record())
-    except DomainError as exc:
-        body = ErrorBody(error=exc.code, message=exc.message, details=exc.details)
+def _outcome(task: uuid.UUID, attempt: int, state: TaskState | DomainError) -> ReportOutcome:
+    """One report's outcome: acknowledged with the task's state, or refused (a refusal is
+    raised before the report writes anything, so the others go on)."""
+    if isinstance(state, DomainError):
+        body = ErrorBody(error=state.code, message=state.message, details=state.details)
         return ReportOutcome(task=task, attempt=attempt, refused=body)
+    return ReportOutcome(task=task, attempt=attempt, ack=ReportAck(state=state))
 
 
 async def apply_reports(
@@ -421,15 +557,15 @@ async def apply_reports(
     """Record a fetch's phases, then its results; one outcome per report, in that order."""
     outcomes: list[ReportOutcome] = []
     for entry in request.phases:
-
-        def phase(entry: Any = entry) -> Awaitable[ReportAck]:
-            return report_phase(db, worker_uuid, entry.task, entry.report, margin, wakeups)
-
-        outcomes.append(await _outcome(entry.task, entry.report.attempt, phase))
-    for entry in request.results:
-
-        def result(entry: Any = entry) -> Awaitable[ReportAck]:
-            return report_result(db, worker_uuid, entry.task, entry.report, wakeups)
-
-        outcomes.append(await _outcome(entry.task, entry.report.attempt, result))
+        try:
+            ack = await report_phase(db, worker_uuid, entry.task, entry.report, margin, wakeups)
+        except DomainError as exc:
+            outcomes.append(_outcome(entry.task, entry.report.attempt, exc))
+        else:
+            outcomes.append(ReportOutcome(task=entry.task, attempt=entry.report.attempt, ack=ack))
+    if request.results:
+        results = [(entry.task, entry.report) for entry in request.results]
+        recorded = await _record_and_wake(db, worker_uuid, results, wakeups)
+        for entry, state in zip(request.results, recorded.states, strict=True):
+            outcomes.append(_outcome(entry.task, entry.report.attempt, state))
     return outcomes

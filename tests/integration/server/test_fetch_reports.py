@@ -14,11 +14,13 @@ from mitosis_sdk.errors import ErrorCode
 from mitosis_sdk.schemas import (
     Assignment,
     AttemptRef,
+    Dependency,
     PhaseEntry,
     PhaseReport,
     ResultEntry,
     ResultReport,
     TaskPhase,
+    TaskReason,
     TaskState,
 )
 from mitosis_server.db.models import TaskAttempt
@@ -161,3 +163,54 @@ async def test_retried_combined_fetches_racing_take_each_task_once(app, alice, t
     async with app.state.coordinator.sessions() as db:
         attempts = await db.scalar(select(func.count()).select_from(TaskAttempt))
     assert attempts == count
+
+
+async def test_results_of_one_fetch_each_end_their_own_way(alice, transport):
+    """Five results in one fetch, recorded together (PostgreSQL) or one by one (SQLite),
+    each as if it came alone: a completed task releases its dependent, a failure with a
+    retry left goes back to the queue, a cancelled task stays cancelled with its exit code
+    recorded, a ``worker_stopped`` kill is requeued, a plain failure fails."""
+    upstream, retried, cancelled, stopped, failed = (
+        await alice.submit_tasks(
+            [spec("up"), spec("retry", retries=1), spec("cancel"), spec("stop"), spec("fail")]
+        )
+    ).results
+    dependent = await alice.submit_task(
+        spec("down", depends_on=[Dependency(task=upstream.task.uuid)])
+    )
+    worker = await start_worker(alice, transport, slots=5)
+    taken = {t.task: t for t in await worker.fetch(max_tasks=5)}
+    assert len(taken) == 5
+    await alice.cancel_task(cancelled.task.uuid)
+
+    def result(submitted, **report) -> ResultEntry:
+        task = taken[submitted.task.uuid]
+        return ResultEntry(task=task.task, report=ResultReport(attempt=task.attempt, **report))
+
+    results = [
+        result(upstream, exit_code=0),
+        result(retried, exit_code=1),
+        result(cancelled, exit_code=0),
+        result(stopped, signal=15, reason=TaskReason.WORKER_STOPPED, message="stopping"),
+        result(failed, exit_code=2),
+    ]
+    reply = await worker.client.fetch_tasks(worker.uuid, max_tasks=0, results=results)
+    assert [o.ack.state for o in reply.reports] == [
+        TaskState.COMPLETED,
+        TaskState.READY,
+        TaskState.CANCELLED,
+        TaskState.READY,
+        TaskState.FAILED,
+    ]
+    info = {s.task.uuid: await alice.get_task(s.task.uuid) for s in (cancelled, failed)}
+    assert (info[cancelled.task.uuid].state, info[cancelled.task.uuid].exit_code) == (
+        "cancelled",
+        0,
+    )
+    assert (info[failed.task.uuid].reason, info[failed.task.uuid].exit_code) == (
+        "nonzero_exit",
+        2,
+    )
+    assert (await alice.get_task(dependent.uuid)).state == "ready"
+    again = await worker.client.fetch_tasks(worker.uuid, max_tasks=0, results=results)
+    assert [o.ack.state for o in again.reports] == [o.ack.state for o in reply.reports]
