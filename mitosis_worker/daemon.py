@@ -54,6 +54,7 @@ from mitosis_worker.logship import RedisLogWriter, log_shipper
 from mitosis_worker.outputs import AttemptLink
 from mitosis_worker.reports import Batch, Outbox
 from mitosis_worker.runner import RunnerConfig, attempt_for, run_assignment
+from mitosis_worker.trees import Trees
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,9 @@ class WorkerDaemon:
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(self._send_reports)
-        self.runner = RunnerConfig(work_dir=Path(self.settings.work_dir), grace=self.settings.grace)
+        work_dir = Path(self.settings.work_dir)
+        self.trees = Trees(work_dir, ahead=self.settings.slots + 1)
+        self.runner = RunnerConfig(work_dir=work_dir, grace=self.settings.grace, trees=self.trees)
         self._slot_freed = asyncio.Event()
         self._last_run = float("inf")  # seconds the latest attempt took
         self._kill_now = False
@@ -128,6 +131,17 @@ class WorkerDaemon:
         log.info("worker.registered uuid=%s slots=%s", self.worker_id, self.settings.slots)
         self._write_status("online")
         started = time.monotonic()
+        self.trees.start()
+        try:
+            await self._serve(started)
+        finally:
+            self.trees.close()
+        await self._unregister()
+        if self.log_redis is not None:
+            await self.log_redis.aclose()
+        return self.exit_code
+
+    async def _serve(self, started: float) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._heartbeat_loop(), name="heartbeat")
             group.create_task(self.outbox.run(), name="reports")
@@ -137,10 +151,6 @@ class WorkerDaemon:
             await self.stop.wait()
             await self._finish_running()
             self.outbox.close()
-        await self._unregister()
-        if self.log_redis is not None:
-            await self.log_redis.aclose()
-        return self.exit_code
 
     async def _send_reports(
         self, results: list[ResultEntry], phases: list[PhaseEntry]
@@ -270,6 +280,8 @@ class WorkerDaemon:
                 known=known + self.outbox.known(),
             )
         )
+        # The request goes out first; the tree upkeep fills the wait for its reply.
+        asyncio.get_running_loop().call_soon(self.trees.tidy)
         if batch:  # a fetch that carries reports answers at once: see it through
             return await fetch
         stopping = asyncio.ensure_future(self.stop.wait())
@@ -347,9 +359,8 @@ class WorkerDaemon:
             if report is not None:
                 await self.outbox.deliver(assignment.task, report)
         finally:
-            # A dozen system calls, inline (a hop to a thread and back costs more CPU),
-            # once the result is in: the reply that acknowledged it started the next task
-            # first, so the tree's removal is not on the way of the next spawn.
+            # Once the result is in (the reply that acknowledged it started the next task
+            # first); a rename, the trees' thread removes it.
             running.attempt.cleanup()
         self._stop_if_idle()
 

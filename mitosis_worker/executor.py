@@ -3,10 +3,11 @@
 This is the only code that starts task processes, so the isolation rules of FEATURES X1/X2
 live here and nowhere else:
 
-* A fresh directory per attempt. The task's working directory holds ``result/``,
-  ``exec/``, ``resources/`` and the ``new-task.json`` path; ``std-log/`` (``--terminal``)
-  sits beside it, out of the task's way. :meth:`Attempt.cleanup` removes it all, separately
-  from :meth:`Attempt.run`, so the uploader can pack the outputs first.
+* A fresh directory per attempt (its layout and upkeep: ``trees``). The task's working
+  directory holds ``result/``, ``exec/``, ``resources/`` and the ``new-task.json`` path;
+  ``std-log/`` (``--terminal``) sits beside it, out of the task's way.
+  :meth:`Attempt.cleanup` removes it all, separately from :meth:`Attempt.run`, so the
+  uploader can pack the outputs first.
 * A clean environment: the basics in :data:`BASE_ENV_KEYS` copied from the worker, then the
   spec's variables, then the ``MITO_*`` variables. Nothing else of the worker leaks in
   (its credentials least of all).
@@ -27,7 +28,6 @@ import contextlib
 import enum
 import logging
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -39,11 +39,11 @@ import psutil
 
 from mitosis_sdk.units import format_duration
 from mitosis_worker.logs import LogCapture, LogLimits, LogSink
+from mitosis_worker.trees import AttemptDirs, Trees, make_tree, remove_tree
 
 __all__ = [
     "BASE_ENV_KEYS",
     "Attempt",
-    "AttemptDirs",
     "AttemptSpec",
     "Outcome",
     "Phase",
@@ -103,35 +103,6 @@ class AttemptSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptDirs:
-    root: Path  # everything of the attempt; removed by cleanup()
-    work: Path  # the task's working directory
-    result: Path
-    exec: Path
-    resources: Path
-    new_task: Path
-    std_log: Path
-
-    @classmethod
-    def under(cls, base: Path, task_uuid: str, attempt: int) -> AttemptDirs:
-        root = base / f"{task_uuid}.{attempt}"
-        work = root / "work"
-        return cls(
-            root=root,
-            work=work,
-            result=work / "result",
-            exec=work / "exec",
-            resources=work / "resources",
-            new_task=work / "new-task.json",
-            std_log=root / "std-log",
-        )
-
-    def outputs(self) -> tuple[Path, Path, Path]:
-        """The folders inside ``work`` that the task's variables name."""
-        return (self.result, self.exec, self.resources)
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     reason: Reason
     message: str  # for people: "exited with code 3", "timed out after 10m; killed by SIGTERM"
@@ -139,28 +110,6 @@ class Outcome:
     signal: int | None
     started_at: datetime
     ended_at: datetime  # when the main process exited
-
-
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-
-
-def _remove_empty_tree(dirs: AttemptDirs) -> None:
-    """``rmdir`` the tree ``prepare`` made, innermost first; OSError when any of it is not
-    an empty directory (the caller then walks it)."""
-    root = os.open(dirs.root, _DIRECTORY)
-    try:
-        work = os.open(dirs.work.name, _DIRECTORY, dir_fd=root)
-        try:
-            for path in dirs.outputs():
-                os.rmdir(path.name, dir_fd=work)
-        finally:
-            os.close(work)
-        os.rmdir(dirs.work.name, dir_fd=root)
-        with contextlib.suppress(FileNotFoundError):
-            os.rmdir(dirs.std_log.name, dir_fd=root)
-    finally:
-        os.close(root)
-    os.rmdir(dirs.root)
 
 
 def _now() -> datetime:
@@ -184,6 +133,7 @@ class Attempt:
         grace: float = 10.0,
         log_limits: LogLimits | None = None,
         base_env: Mapping[str, str] | None = None,
+        trees: Trees | None = None,
     ) -> None:
         self.spec = spec
         self.dirs = AttemptDirs.under(Path(base_dir), spec.task_uuid, spec.attempt)
@@ -193,16 +143,21 @@ class Attempt:
         self._grace = grace
         self._log_limits = log_limits
         self._base_env = base_environment(os.environ if base_env is None else base_env)
+        self._trees = trees
         self._cancel = asyncio.Event()
         self._prepared = False
 
     def prepare(self) -> AttemptDirs:
-        """Create the attempt's directories afresh (a crashed run may have left some)."""
+        """Put a fresh tree in place (a crashed run's leftovers there go first)."""
         dirs = self.dirs
-        self.cleanup()
-        os.makedirs(dirs.root.parent, mode=0o700, exist_ok=True)
-        for path in (dirs.root, dirs.work, *dirs.outputs()):
-            os.mkdir(path, mode=0o700)
+        if self._trees is None:
+            remove_tree(dirs.root)
+            os.makedirs(dirs.root.parent, mode=0o700, exist_ok=True)
+            make_tree(dirs)
+        else:
+            self._trees.discard(dirs.root)
+            if not self._trees.place(dirs.root):
+                make_tree(dirs)
         if self.spec.terminal_output:
             os.mkdir(dirs.std_log, mode=0o700)
         self._prepared = True
@@ -276,19 +231,12 @@ class Attempt:
         return _outcome(process.returncode, stopped_by, self.spec.timeout, started, ended)
 
     def cleanup(self) -> None:
-        """Remove the attempt's directories (after the uploader packed the outputs).
-
-        Most are as ``prepare`` made them, empty: they go with one ``rmdir`` each, by name
-        relative to their opened parent, so a symlink the task put in their place is never
-        followed. Anything else — a file left behind, a link — and the whole tree goes
-        through ``rmtree``, which never follows links either. A no-op task's tree costs a
-        dozen system calls instead of a walk of sixty."""
-        try:
-            _remove_empty_tree(self.dirs)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            shutil.rmtree(self.dirs.root, ignore_errors=True)
+        """Remove the attempt's tree (after the uploader packed the outputs): handed to
+        the trees' thread, or removed here without one."""
+        if self._trees is None:
+            remove_tree(self.dirs.root)
+        else:
+            self._trees.discard(self.dirs.root)
 
     async def _wait(self, process: subprocess.Popen) -> tuple[Reason | None, datetime]:
         """Wait for exit, timeout or cancel; leave no member of the group running."""

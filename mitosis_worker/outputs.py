@@ -21,7 +21,7 @@ from mitosis_sdk.archives import pack_directory
 from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas.tasks import ArtifactType
 from mitosis_worker.backoff import Backoff
-from mitosis_worker.executor import AttemptDirs
+from mitosis_worker.trees import AttemptDirs
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from mitosis_worker.executor import Attempt, AttemptSpec, Outcome, Phase, Reason
 from mitosis_worker.logs import LogLimits, LogSink
 from mitosis_worker.outputs import AttemptLink
 from mitosis_worker.reports import Outbox
+from mitosis_worker.trees import Trees
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class RunnerConfig:
     work_dir: Path
     grace: float
     log_limits: LogLimits | None = None
+    trees: Trees | None = None  # fresh attempt trees, made ahead (the daemon's)
 
 
 def attempt_for(
@@ -67,6 +69,7 @@ def attempt_for(
         on_phase=on_phase,
         grace=config.grace,
         log_limits=config.log_limits,
+        trees=config.trees,
     )
 
 
@@ -106,8 +109,7 @@ async def run_assignment(
     shutdown kill from a user's cancel. The caller removes the directories (``cleanup``)
     once the slot is free."""
     task, number = assignment.task, assignment.attempt
-    # Six mkdirs, inline: a hop to a thread and back costs more CPU than they do (measured:
-    # 0.3 ms per hop, a wake-up of the loop included, against 0.1 ms for the calls).
+    # Inline: with the daemon's trees a rename, and no hop to a thread and back (0.3 ms).
     dirs = attempt.prepare()
     if assignment.resources:
         reporter.phase(task, number, TaskPhase.FETCHING)
