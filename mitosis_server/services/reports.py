@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Float,
@@ -272,6 +272,7 @@ def _already_recorded(row: Row | None, worker_uuid: uuid.UUID, report: ResultRep
     return recorded == (state.value, report.exit_code, report.signal, reason and reason.value)
 
 
+Recording = TypeVar("Recording")
 Released = list[tuple[TaskState, int]]  # (state, group id) of tasks back in the queue
 
 
@@ -317,8 +318,8 @@ class _Ending:
         }
 
 
-async def _refusal(recording: Awaitable[TaskState]) -> TaskState | DomainError:
-    """A result's state, or the refusal that recorded nothing for it."""
+async def _refusal(recording: Awaitable[Recording]) -> Recording | DomainError:
+    """What a report recorded, or the refusal that recorded nothing for it."""
     try:
         return await recording
     except DomainError as exc:
@@ -387,19 +388,9 @@ async def _close_attempts(
 ) -> dict[tuple[uuid.UUID, int], int]:
     """Close the attempts these results end that are open and held by the worker (the
     fence); the task id of each, by (task uuid, attempt)."""
-    if not endings:
-        return {}
-    together = driver.uses_driver(db.bind)
-    close, _ = _result_statements(together)
-    if together:
-        rows = await driver.rows(db, close, _arrays(endings) | {"worker": worker_uuid, "now": now})
-        return {(row.task, row.attempt): row.task_id for row in rows}
-    closed = {}
-    for ending in endings:
-        row = await _one(db, close, ending.values() | {"worker": worker_uuid, "now": now})
-        if row is not None:
-            closed[ending.key] = row.task_id
-    return closed
+    parameters = {"worker": worker_uuid, "now": now}
+    rows = await _for_each(db, 0, endings, parameters)
+    return {(row.task, row.attempt): row.task_id for row in rows}
 
 
 async def _finish_tasks(
@@ -407,16 +398,21 @@ async def _finish_tasks(
 ) -> dict[tuple[uuid.UUID, int], Row]:
     """End the tasks still running these attempts (not cancelled or superseded meanwhile);
     the rows their events need, by (task uuid, attempt)."""
-    if not endings:
-        return {}
-    together = driver.uses_driver(db.bind)
-    _, finish = _result_statements(together)
-    if together:
-        rows = await driver.rows(db, finish, _arrays(endings) | {"now": now})
-    else:
-        found = [await _one(db, finish, ending.values() | {"now": now}) for ending in endings]
-        rows = [row for row in found if row is not None]
+    rows = await _for_each(db, 1, endings, {"now": now})
     return {(row.uuid, row.attempt): row for row in rows}
+
+
+async def _for_each(db: AsyncSession, which: int, endings: list[_Ending], parameters: dict) -> list:
+    """The rows of result statement ``which`` (0: close, 1: finish) for every ending: one
+    statement for them all on PostgreSQL, one per ending elsewhere."""
+    if not endings:
+        return []
+    together = driver.uses_driver(db.bind)
+    statement = _result_statements(together)[which]
+    if together:
+        return await driver.rows(db, statement, _arrays(endings) | parameters)
+    found = [await _one(db, statement, ending.values() | parameters) for ending in endings]
+    return [row for row in found if row is not None]
 
 
 def _arrays(endings: list[_Ending]) -> dict[str, list]:
@@ -538,13 +534,13 @@ async def _record_and_wake(
 # --- several at once, in a fetch --------------------------------------------------------------
 
 
-def _outcome(task: uuid.UUID, attempt: int, state: TaskState | DomainError) -> ReportOutcome:
-    """One report's outcome: acknowledged with the task's state, or refused (a refusal is
-    raised before the report writes anything, so the others go on)."""
-    if isinstance(state, DomainError):
-        body = ErrorBody(error=state.code, message=state.message, details=state.details)
+def _outcome(task: uuid.UUID, attempt: int, ack: ReportAck | DomainError) -> ReportOutcome:
+    """One report's outcome: acknowledged, or refused (a refusal is raised before the report
+    writes anything, so the others go on)."""
+    if isinstance(ack, DomainError):
+        body = ErrorBody(error=ack.code, message=ack.message, details=ack.details)
         return ReportOutcome(task=task, attempt=attempt, refused=body)
-    return ReportOutcome(task=task, attempt=attempt, ack=ReportAck(state=state))
+    return ReportOutcome(task=task, attempt=attempt, ack=ack)
 
 
 async def apply_reports(
@@ -557,15 +553,12 @@ async def apply_reports(
     """Record a fetch's phases, then its results; one outcome per report, in that order."""
     outcomes: list[ReportOutcome] = []
     for entry in request.phases:
-        try:
-            ack = await report_phase(db, worker_uuid, entry.task, entry.report, margin, wakeups)
-        except DomainError as exc:
-            outcomes.append(_outcome(entry.task, entry.report.attempt, exc))
-        else:
-            outcomes.append(ReportOutcome(task=entry.task, attempt=entry.report.attempt, ack=ack))
+        phase = report_phase(db, worker_uuid, entry.task, entry.report, margin, wakeups)
+        outcomes.append(_outcome(entry.task, entry.report.attempt, await _refusal(phase)))
     if request.results:
         results = [(entry.task, entry.report) for entry in request.results]
         recorded = await _record_and_wake(db, worker_uuid, results, wakeups)
         for entry, state in zip(request.results, recorded.states, strict=True):
-            outcomes.append(_outcome(entry.task, entry.report.attempt, state))
+            ack = state if isinstance(state, DomainError) else ReportAck(state=state)
+            outcomes.append(_outcome(entry.task, entry.report.attempt, ack))
     return outcomes
