@@ -31,7 +31,6 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     column,
-    exists,
     func,
     select,
     update,
@@ -58,7 +57,6 @@ from mitosis_server.db.models import (
     Group,
     Task,
     TaskAttempt,
-    TaskDependency,
     UTCDateTime,
     Worker,
     utcnow,
@@ -96,8 +94,7 @@ def _open_attempt(task: Any = TASK, attempt: Any = ATTEMPT) -> list:
 
 def _task_update(*where, **values) -> Update:
     """An UPDATE of the task running an attempt (``where`` names it), returning what its
-    event needs (and whether any task depends on it, so dependents are settled only when
-    there are some)."""
+    event needs."""
     return (
         update(Task)
         .where(*where)
@@ -113,7 +110,6 @@ def _task_update(*where, **values) -> Update:
             # Unqualified on SQLite (see claims): neither subquery's table has these columns.
             select(Group.name).where(Group.id == Task.group_id).scalar_subquery().label("group"),
             Task.group_id,
-            exists().where(TaskDependency.upstream_id == Task.id).label("has_dependents"),
         )
     )
 
@@ -237,7 +233,8 @@ async def report_phase(
         state = await db.scalar(select(Task.state).where(Task.id == recorded.task_id))
         await publishing.tasks_changed(db, wakeups, [task_uuid], EventKind.TASK_PHASE)
         return ReportAck(state=TaskState(state), cancel=state == TaskState.CANCELLED)
-    if report.phase == TaskPhase.SPAWNED and task.has_dependents:  # ``after`` may start (T6)
+    spawned = report.phase == TaskPhase.SPAWNED
+    if spawned and await workflows.with_dependents(db, [task.id]):  # ``after`` may start (T6)
         groups, changed = await workflows.settle_moved(db, task_uuid, now)
         notify_after_commit(db, wakeups, groups=groups)
         await publishing.tasks_changed(db, wakeups, changed)
@@ -365,7 +362,6 @@ async def record_results(
         states[index] = TaskState.READY
         released.append((TaskState.READY, retried))
     finished = await _finish_tasks(db, [endings[i] for i in finishing], now)
-    upstreams = []
     for index, task_id in finishing.items():
         ending = endings[index]
         task = finished.get(ending.key)
@@ -374,9 +370,7 @@ async def record_results(
             continue
         _publish(db, wakeups, task, EventKind.TASK_STATE)
         states[index] = ending.state
-        if task.has_dependents:
-            upstreams.append(task.id)
-    if upstreams:
+    if upstreams := await workflows.with_dependents(db, [task.id for task in finished.values()]):
         groups, _ = await workflows.settle(db, now, upstream_ids=upstreams)
         released += [(TaskState.READY, group_id) for group_id in groups]
         await publishing.tasks_changed(db, wakeups, [])  # the dependents settle moved

@@ -203,6 +203,20 @@ def dependents_of(upstream_ids: list[int]):
     )
 
 
+async def with_dependents(db: AsyncSession, task_ids: list[int]) -> list[int]:
+    """Which of these tasks (that just moved) have dependents, and so need :func:`settle`.
+
+    Asked in a statement of its own after the move's UPDATE, never inside it: a submission
+    that share-locked one of them (:func:`lock_upstreams`) made that UPDATE wait for its
+    commit, but on PostgreSQL the UPDATE reads with the snapshot it began with, which lacks
+    the new dependency rows; a statement begun after the wait sees them."""
+    found: list[int] = []
+    for chunk in _chunks(task_ids):
+        query = select(TaskDependency.upstream_id).where(TaskDependency.upstream_id.in_(chunk))
+        found += set(await db.scalars(query.distinct()))
+    return found
+
+
 async def settle(
     db: AsyncSession, now: datetime, *, upstream_ids: Iterable[int]
 ) -> tuple[set[int], list[int]]:

@@ -3,6 +3,7 @@ driven by the miniature worker of ``fleet``."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 
@@ -93,6 +94,41 @@ async def test_after_starts_the_dependent_while_the_upstream_runs(alice, transpo
     (second,) = await worker.fetch()
     assert second.task == client.uuid
     assert await state(alice, server) == "running"
+
+
+@pytest.mark.parametrize("move", ["spawned", "completed"])
+async def test_a_dependency_committed_while_the_upstream_moves_is_not_lost(
+    app, alice, transport, move
+):
+    """Race: a submission share-locks the upstream and commits a dependency on it while the
+    upstream's report (``spawned`` for ``after``, its result for ``afterok``) waits for
+    that lock. The report's UPDATE reads with its own older snapshot (PostgreSQL), so
+    whether the upstream has dependents is asked after it: the dependent is released now,
+    not never."""
+    server = await alice.submit_task(spec("server"))
+    other = await alice.submit_task(spec("other"))
+    client = await alice.submit_task(spec("client", depends_on=after(other, "afterok")))
+    worker = await start_worker(alice, transport, slots=2)
+    (claimed,) = await worker.fetch()
+    assert claimed.task == server.uuid
+    condition = "after" if move == "spawned" else "afterok"
+    if move == "spawned":
+        report = worker.client.report_phase(worker.uuid, server.uuid, 1, TaskPhase.SPAWNED)
+    else:
+        report = worker.client.report_result(worker.uuid, server.uuid, 1, exit_code=0)
+    async with app.state.coordinator.sessions.begin() as db:  # the submission, in flight
+        ids = dict((await db.execute(select(Task.uuid, Task.id))).all())
+        locking = select(Task.id).where(Task.id == ids[server.uuid]).with_for_update(read=True)
+        await db.execute(locking)
+        await db.execute(
+            update(TaskDependency)
+            .where(TaskDependency.task_id == ids[client.uuid])
+            .values(upstream_id=ids[server.uuid], condition=condition)
+        )
+        reporting = asyncio.create_task(report)
+        await asyncio.sleep(0.5)  # the report waits for the lock (PostgreSQL) or the writer
+    await reporting
+    assert await state(alice, client) == "ready"
 
 
 async def test_a_chain_of_three_runs_in_order_and_a_cancel_fails_it_transitively(alice, transport):
