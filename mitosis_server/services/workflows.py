@@ -35,7 +35,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -46,6 +59,7 @@ from mitosis_sdk.schemas import (
     TaskSpec,
     TaskState,
 )
+from mitosis_server.db import driver
 from mitosis_server.db.dialects import bulk_insert
 from mitosis_server.db.models import Group, Task, TaskDependency
 from mitosis_server.errors import DomainError, invalid
@@ -210,11 +224,27 @@ async def with_dependents(db: AsyncSession, task_ids: list[int]) -> list[int]:
     that share-locked one of them (:func:`lock_upstreams`) made that UPDATE wait for its
     commit, but on PostgreSQL the UPDATE reads with the snapshot it began with, which lacks
     the new dependency rows; a statement begun after the wait sees them."""
+    if not task_ids:
+        return []
+    if driver.uses_driver(db.bind):  # one array, whatever the number: a reporting fetch's path
+        rows = await driver.rows(db, _dependents_statement(True), {"ids": task_ids})
+        return [row.upstream_id for row in rows]
     found: list[int] = []
     for chunk in _chunks(task_ids):
-        query = select(TaskDependency.upstream_id).where(TaskDependency.upstream_id.in_(chunk))
-        found += set(await db.scalars(query.distinct()))
+        found += await db.scalars(_dependents_statement(False), {"ids": chunk})
     return found
+
+
+@functools.cache
+def _dependents_statement(together: bool) -> Select:
+    """The ids among ``ids`` that some task depends on; ``together``: ``ids`` is one
+    PostgreSQL array, otherwise an ``IN`` list (SQLite's parameter limit: in chunks)."""
+    upstream = TaskDependency.upstream_id
+    if together:
+        where = upstream == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    else:
+        where = upstream.in_(bindparam("ids", expanding=True))
+    return select(upstream).where(where).distinct()
 
 
 async def settle(
