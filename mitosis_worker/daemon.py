@@ -328,7 +328,6 @@ class WorkerDaemon:
         running = Running(assignment, attempt)
         self.running[key] = running
         running.task = group.create_task(self._run(running), name=f"task-{assignment.task}")
-        log.info("attempt.started task=%s attempt=%s", assignment.task, assignment.attempt)
 
     async def _run(self, running: Running) -> None:
         assignment = running.assignment

@@ -220,6 +220,13 @@ class Attempt:
         capture.release_child_ends()
         self.pid = process.pid
         self._report(Phase.SPAWNED)
+        # After the spawn, not before: a log line costs more than the spawn's system calls.
+        logger.info(
+            "attempt.started task=%s attempt=%s pid=%s",
+            self.spec.task_uuid,
+            self.spec.attempt,
+            process.pid,
+        )
         try:
             stopped_by, ended = await self._wait(process)
         except BaseException:

@@ -197,12 +197,21 @@ def _claim_statement(kind: str, opens_attempts: bool) -> Update | Select:
         )
         .returning(*_assignment_columns())
     )
-    if not opens_attempts:
-        return claim
+    if not opens_attempts:  # SQLite: its RETURNING cannot hold the check, so "maybe"
+        return claim.returning(literal(True).label("throttled_waiting"))
     claimed = claim.cte("claimed")
     opened = select(claimed.c.id, claimed.c.attempt, WORKER, literal(OPEN), NOW)
     opening = insert(TaskAttempt).from_select(ATTEMPT_COLUMNS, opened)
-    return select(claimed).add_cte(opening.cte("opened"))
+    return select(claimed, _throttled_waiting()).add_cte(opening.cte("opened"))
+
+
+def _throttled_waiting() -> Any:
+    """Whether a throttled array (``%N``) has a ready task the worker may take now. Every
+    claimed row carries it, so a claim that found fewer tasks than it asked for knows
+    without another statement whether the throttled claim is worth its locks (the idle
+    worker's latency path: one task arrives, two slots ask)."""
+    waiting = select(Task.id).where(*_throttled_ready()).correlate(None)
+    return waiting.exists().label("throttled_waiting")
 
 
 async def _claim(db: AsyncSession, kind: str, parameters: dict) -> list:
@@ -225,7 +234,7 @@ async def claim_tasks(
         return []
     parameters = {"worker_id": worker_id, "limit": limit, "now": now, "margin": margin}
     rows = await _claim(db, "fair", parameters)
-    if len(rows) < limit:
+    if len(rows) < limit and (not rows or rows[0].throttled_waiting):
         rows += await _claim_throttled(db, worker_id, limit - len(rows), now, margin)
     if not rows:
         return []
@@ -276,10 +285,15 @@ def _throttled_arrays_statement() -> Select:
     """Throttled arrays (``%N``) with a ready task the worker may take now."""
     return (
         select(Task.array_id, Task.array_limit)
-        .where(IS_READY, Task.array_limit.is_not(None), claimable(NOW), may_take(WORKER))
+        .where(*_throttled_ready())
         .group_by(Task.array_id, Task.array_limit)
         .limit(16)
     )
+
+
+def _throttled_ready() -> list:
+    """Ready tasks of throttled arrays the worker may take now."""
+    return [IS_READY, Task.array_limit.is_not(None), claimable(NOW), may_take(WORKER)]
 
 
 async def _claim_throttled(

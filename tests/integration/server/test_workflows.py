@@ -69,6 +69,24 @@ BAD_ARRAYS = {
 }
 
 
+async def test_one_claim_takes_ordinary_tasks_and_fills_up_from_a_throttled_array(alice, transport):
+    """A claim for 4 with one ordinary task waiting and a %2 array: the ordinary task and
+    two of the array, never a third; with nothing ordinary left, the array alone (S2, T2)."""
+    array = await alice.submit_array(spec("sweep"), "0-9%2")
+    plain = await alice.submit_task(spec("plain"))
+    worker = await start_worker(alice, transport, slots=4)
+    taken = await worker.fetch(max_tasks=4)
+    assert plain.uuid in {t.task for t in taken}
+    assert sorted(t.array_index is not None for t in taken) == [False, True, True]
+    other = await start_worker(alice, transport, slots=4)
+    assert await other.fetch(max_tasks=4) == []  # the array's two run already
+    for task in taken:
+        await worker.finish(task)
+    again = await other.fetch(max_tasks=4)
+    assert [t.array_index is not None for t in again] == [True, True]
+    assert array.throttle == 2
+
+
 async def test_bad_array_specs_are_refused(alice):
     """5-1, over the limit, %0, a zero step and junk: the SDK refuses them before sending,
     the API with a 400 saying why, and nothing is created (V)."""
