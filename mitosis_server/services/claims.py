@@ -44,6 +44,8 @@ from sqlalchemy import (
     Update,
     Uuid,
     bindparam,
+    case,
+    false,
     func,
     insert,
     literal,
@@ -202,16 +204,20 @@ def _claim_statement(kind: str, opens_attempts: bool) -> Update | Select:
     claimed = claim.cte("claimed")
     opened = select(claimed.c.id, claimed.c.attempt, WORKER, literal(OPEN), NOW)
     opening = insert(TaskAttempt).from_select(ATTEMPT_COLUMNS, opened)
-    return select(claimed, _throttled_waiting()).add_cte(opening.cte("opened"))
+    return select(claimed, _throttled_waiting(claimed)).add_cte(opening.cte("opened"))
 
 
-def _throttled_waiting() -> Any:
-    """Whether a throttled array (``%N``) has a ready task the worker may take now. Every
-    claimed row carries it, so a claim that found fewer tasks than it asked for knows
-    without another statement whether the throttled claim is worth its locks (the idle
-    worker's latency path: one task arrives, two slots ask)."""
-    waiting = select(Task.id).where(*_throttled_ready()).correlate(None)
-    return waiting.exists().label("throttled_waiting")
+def _throttled_waiting(claimed: Any) -> Any:
+    """Whether a throttled array (``%N``) has a ready task the worker may take now, asked
+    only when the claim took fewer tasks than it could (``CASE`` leaves the look unrun
+    otherwise, and the look reads every ready task of the worker's groups when the planner
+    has no better path). Every claimed row carries it, so a short claim knows without
+    another statement whether the throttled claim is worth its locks (the idle worker's
+    latency path: one task arrives, two slots ask)."""
+    limit = bindparam("limit", type_=Integer)
+    short = select(func.count()).select_from(claimed).scalar_subquery() < limit
+    waiting = select(Task.id).where(*_throttled_ready()).correlate(None).exists()
+    return case((short, waiting), else_=false()).label("throttled_waiting")
 
 
 async def _claim(db: AsyncSession, kind: str, parameters: dict) -> list:
