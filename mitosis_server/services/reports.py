@@ -7,8 +7,9 @@ Fencing is exact (T8): a report counts only for an open attempt held by the repo
 worker, and closing an attempt is a conditional UPDATE, so a late report and the liveness
 monitor never both win. The hot path is optimistic: the conditional UPDATE comes first and
 carries the fence in its WHERE clause, and its RETURNING gives what the event and the
-dependency check need, so a result costs two statements; only when the UPDATE matches
-nothing is the attempt read to say why (404, 403, 409). A result sent again after its reply
+dependency check need, so a result costs two statements (one on PostgreSQL, where the
+task's UPDATE reads the attempt's RETURNING in the same statement); only when the UPDATE
+matches nothing is the attempt read to say why (404, 403, 409). A result sent again after its reply
 was lost -- the attempt already ended by this worker with this very result -- is answered
 like the first time and changes nothing, so a worker may retry a report safely.
 """
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Row,
+    Select,
     String,
     Update,
     Uuid,
@@ -162,12 +164,10 @@ def _result_values(together: bool) -> dict[str, Any]:
     return {name: rows.c[name] for name in RESULT_VALUES}
 
 
-@functools.cache
-def _result_statements(together: bool) -> tuple[Update, Update]:
-    """Close the attempt with its result, then end the task (unless it was cancelled or
-    superseded meanwhile); ``together``: for every result of a fetch at once."""
-    value = _result_values(together)
-    close = (
+def _close_attempt(value: dict[str, Any]) -> Update:
+    """Close the attempt a result names, if it is open and held by the worker; return its
+    task id and the result's values (a later statement ends the task with them)."""
+    return (
         update(TaskAttempt)
         .where(*_open_attempt(value["task"], value["b_attempt"]))
         .values(
@@ -175,10 +175,15 @@ def _result_statements(together: bool) -> tuple[Update, Update]:
             phase=func.coalesce(value["phase"], TaskAttempt.phase),
             **{c: value[c] for c in ("outcome", "exit_code", "signal", "reason", "message")},
         )
-        .returning(TaskAttempt.task_id, value["task"].label("task"), TaskAttempt.attempt)
+        .returning(TaskAttempt.task_id, *(value[name].label(name) for name in RESULT_VALUES))
     )
-    finish = _task_update(
-        Task.uuid == value["task"],
+
+
+def _finish_task(task: Any, value: dict[str, Any]) -> Update:
+    """End the task ``task`` identifies with the result's values, if it still runs that
+    attempt (not cancelled or superseded meanwhile)."""
+    return _task_update(
+        task,
         Task.attempt == value["b_attempt"],
         IS_RUNNING,
         phase=func.coalesce(value["phase"], Task.phase),
@@ -190,7 +195,31 @@ def _result_statements(together: bool) -> tuple[Update, Update]:
         finished_at=NOW,
         deadline_at=None,
     )
-    return close, finish
+
+
+@functools.cache
+def _result_statements(together: bool) -> tuple[Update, Update]:
+    """Close the attempt with its result, then end the task; ``together``: for every
+    result of a fetch at once."""
+    value = _result_values(together)
+    return _close_attempt(value), _finish_task(Task.uuid == value["task"], value)
+
+
+@functools.cache
+def _close_and_finish_statement() -> Select:
+    """PostgreSQL, for results that cannot lead to a retry: both result statements as one,
+    the finish reading what the close returned. A row per attempt closed (``closed_task``,
+    ``closed_attempt``, ``closed_task_id``) with, where the task still ran that attempt,
+    the task's new row beside it (NULLs where it did not: cancelled meanwhile)."""
+    closed = _close_attempt(_result_values(True)).cte("closed")
+    value = {name: closed.c[name] for name in RESULT_VALUES}
+    finished = _finish_task(Task.id == closed.c.task_id, value).cte("finished")
+    return select(
+        closed.c.task_id.label("closed_task_id"),
+        closed.c.task.label("closed_task"),
+        closed.c.b_attempt.label("closed_attempt"),
+        *finished.c,
+    ).select_from(closed.outerjoin(finished, finished.c.id == closed.c.task_id))
 
 
 async def _one(db: AsyncSession, statement, parameters: dict) -> Row | None:
@@ -334,9 +363,10 @@ async def record_results(
 
     A cancelled task stays cancelled (its exit status is recorded); ``worker_stopped`` means
     the worker killed the attempt to stop, so the task is requeued like a lost one. The
-    common case -- open attempts, tasks that end -- costs two statements for all the
-    results together on PostgreSQL (a busy worker reports every slot in one fetch); what
-    is not, one by one after them.
+    common case -- open attempts, tasks that end without a retry -- costs one statement
+    for all the results together on PostgreSQL (a busy worker reports every slot in one
+    fetch); a possible retry, two (it is decided between closing and finishing); what
+    is not the common case, one by one after them.
     """
     states: dict[int, TaskState | DomainError] = {}
     released: Released = []
@@ -347,7 +377,10 @@ async def record_results(
             states[index] = await _refusal(stopped)
         else:
             endings[index] = _Ending.of(task_uuid, report)
-    closed = await _close_attempts(db, worker_uuid, list(endings.values()), now)
+    at_once = _ending_at_once(db, endings)
+    closed, finished = await _close_and_finish(db, worker_uuid, [endings[i] for i in at_once], now)
+    step_by_step = [ending for index, ending in endings.items() if index not in at_once]
+    closed |= await _close_attempts(db, worker_uuid, step_by_step, now)
     finishing: dict[int, int] = {}  # index -> task id
     for index, ending in endings.items():
         task_id = closed.get(ending.key)
@@ -361,7 +394,7 @@ async def record_results(
         await publishing.tasks_changed(db, wakeups, [ending.task])
         states[index] = TaskState.READY
         released.append((TaskState.READY, retried))
-    finished = await _finish_tasks(db, [endings[i] for i in finishing], now)
+    finished |= await _finish_tasks(db, [endings[i] for i in finishing if i not in at_once], now)
     for index, task_id in finishing.items():
         ending = endings[index]
         task = finished.get(ending.key)
@@ -377,6 +410,27 @@ async def record_results(
     return Recorded([states[i] for i in range(len(results))], released)
 
 
+def _ending_at_once(db: AsyncSession, endings: dict[int, _Ending]) -> set[int]:
+    """The results whose attempt and task can end in one statement: on PostgreSQL, those
+    that cannot lead to a retry (a retry is decided between the two)."""
+    if not driver.uses_driver(db.bind):
+        return set()
+    return {index for index, ending in endings.items() if not ending.may_retry}
+
+
+async def _close_and_finish(
+    db: AsyncSession, worker_uuid: uuid.UUID, endings: list[_Ending], now: datetime
+) -> tuple[dict[tuple[uuid.UUID, int], int], dict[tuple[uuid.UUID, int], Row]]:
+    """:func:`_close_attempts` and :func:`_finish_tasks` in one statement (PostgreSQL)."""
+    if not endings:
+        return {}, {}
+    parameters = _arrays(endings) | {"worker": worker_uuid, "now": now}
+    rows = await driver.rows(db, _close_and_finish_statement(), parameters)
+    closed = {(row.closed_task, row.closed_attempt): row.closed_task_id for row in rows}
+    finished = {(row.uuid, row.attempt): row for row in rows if row.id is not None}
+    return closed, finished
+
+
 async def _close_attempts(
     db: AsyncSession, worker_uuid: uuid.UUID, endings: list[_Ending], now: datetime
 ) -> dict[tuple[uuid.UUID, int], int]:
@@ -384,7 +438,7 @@ async def _close_attempts(
     fence); the task id of each, by (task uuid, attempt)."""
     parameters = {"worker": worker_uuid, "now": now}
     rows = await _for_each(db, 0, endings, parameters)
-    return {(row.task, row.attempt): row.task_id for row in rows}
+    return {(row.task, row.b_attempt): row.task_id for row in rows}
 
 
 async def _finish_tasks(
