@@ -72,7 +72,8 @@ async def _cancel_where(
     # Wake the fetches parked by workers running these, so they hear of it at once.
     running = {r.worker_uuid for r in rows if r.worker_uuid is not None}
     # Dependents (T6): afterok ones fail (and theirs), afterany/afternotok ones may start.
-    groups, changed = await workflows.settle(db, now, upstream_ids=[r.id for r in rows])
+    upstreams = await workflows.with_dependents(db, [r.id for r in rows])
+    groups, changed = await workflows.settle(db, now, upstream_ids=upstreams)
     groups = await workflows.group_names(db, groups)
     notify_after_commit(db, wakeups, workers=running, groups=groups)
     changed_uuids = await workflows.uuids_of(db, changed)

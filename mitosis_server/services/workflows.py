@@ -257,12 +257,17 @@ async def settle(
     changed: list[int] = []
     upstream_ids = list(upstream_ids)
     while upstream_ids:
-        scope = dependents_of(upstream_ids)
-        failed = await _fail_never_met(db, scope, now)
-        released = await _release_met(db, scope)
-        ready_groups.update(group_id for _, group_id in released)
-        changed += [task_id for task_id, _ in released]
-        upstream_ids = [task_id for task_id, _ in failed]
+        failed: list[int] = []
+        # In chunks: the drivers bind at most 32,767 values (a cancel by filter can move
+        # more). Every upstream has moved already, so a dependent whose upstreams fall in
+        # two chunks is judged on all of them either way.
+        for chunk in _chunks(upstream_ids):
+            scope = dependents_of(chunk)
+            failed += [task_id for task_id, _ in await _fail_never_met(db, scope, now)]
+            released = await _release_met(db, scope)
+            ready_groups.update(group_id for _, group_id in released)
+            changed += [task_id for task_id, _ in released]
+        upstream_ids = failed
         changed += upstream_ids
     publishing.note_tasks(db, changed)
     return ready_groups, changed

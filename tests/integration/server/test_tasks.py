@@ -8,6 +8,7 @@ import pytest
 
 from mitosis_sdk import errors
 from mitosis_sdk.schemas import (
+    Dependency,
     Member,
     Resource,
     Role,
@@ -18,6 +19,7 @@ from mitosis_sdk.schemas import (
     TaskSpec,
     TaskState,
 )
+from mitosis_sdk.schemas.limits import MAX_BATCH
 from tests.integration.server.fleet import spec, start_worker
 
 
@@ -155,6 +157,24 @@ async def test_cancel_by_uuid_list_and_filter_leaves_finished_tasks(alice, trans
     assert by_filter.cancelled == [other.task.uuid]
     with pytest.raises(errors.BadRequest):
         await alice.request("POST", "/api/tasks/cancel", body={"filter": {}})
+
+
+async def test_cancel_by_filter_moves_more_tasks_than_a_statement_can_bind(alice):
+    """A filter matching more tasks than the drivers' 32,767 bound values: every one is
+    cancelled, and a dependent elsewhere learns its upstream never completes (T9, T6). It
+    was a 500."""
+    upstream = await alice.submit_task(spec("up"))
+    dependent = await alice.submit_task(
+        spec("down", group="lab", depends_on=[Dependency(task=upstream.uuid)])
+    )
+    many = 33_000
+    for start in range(0, many, MAX_BATCH):
+        await alice.submit_tasks([spec("x")] * min(MAX_BATCH, many - start))
+    reply = await alice.cancel_tasks(task_filter=TaskFilter(group="alice"))
+    assert len(set(reply.cancelled)) == many + 1
+    assert (await alice.query_tasks(TaskQuery(states=["ready"]))).total == 0
+    down = await alice.get_task(dependent.uuid)
+    assert (down.state, down.reason) == ("failed", "dependency_never_satisfied")
 
 
 async def test_change_edits_queued_tasks_only(alice, transport):
