@@ -179,7 +179,8 @@ class WorkerDaemon:
     async def _expire(self, started: float) -> None:
         remaining = self.settings.lifetime - (time.monotonic() - started)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=max(0.0, remaining))
+            async with asyncio.timeout(max(0.0, remaining)):
+                await self.stop.wait()
         if not self.stop.is_set():
             log.info("worker.lifetime_reached")
             self.request_stop()
@@ -226,7 +227,8 @@ class WorkerDaemon:
                 delay = backoff.delay()
                 log.warning("heartbeat.failed retry_in=%.1fs: %s", delay, exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self.stop.wait()
 
     async def _fetch_loop(self, group: asyncio.TaskGroup) -> None:
         backoff = Backoff(initial=0.5, maximum=30.0)
@@ -252,7 +254,8 @@ class WorkerDaemon:
                 delay = backoff.delay()
                 log.warning("fetch.failed retry_in=%.1fs: %s", delay, exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self.stop.wait()
                 continue
             if reply is None:  # stopping: the reports go out with the outbox
                 self.outbox.restore(batch)

@@ -51,4 +51,5 @@ class FileSweeper:
             except Exception:  # a database or store hiccup must not end the sweeper
                 log.exception("files.sweep_failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await stop.wait()

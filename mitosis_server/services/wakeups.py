@@ -73,7 +73,8 @@ class Waiter:
             return {CLOSING}
         if not self._event.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), max(0.0, seconds))
+                async with asyncio.timeout(max(0.0, seconds)):
+                    await self._event.wait()
         woken, self._woken_by = self._woken_by, set()
         self._event.clear()
         return woken
