@@ -5,7 +5,7 @@ on PostgreSQL and SQLite, with the coordinator's CPU measured from outside.
   per second (wall) and the coordinator's CPU per task (psutil, user + system), with the load
   average of the machine while it ran;
 * the split of one single submit's coordinator CPU: *submit-specific* is the service alone
-  (``submissions.submit_task`` with its commit, run in this process against the same
+  (``submissions.submit_one`` with its commit, run in this process against the same
   database), *generic* is the rest of the request (HTTP, token check, Litestar, the session).
 
 ``bench.dispatch`` reports the first two figures in its table; ``python -m bench.submit``
@@ -132,13 +132,9 @@ async def service_cpu(db: str, n: int) -> float:
     wakeups = Wakeups()
 
     async def once() -> None:
-        async with sessions() as session:
-            await submissions.submit_task(
-                session, principal, SPEC, max_attempts=settings.max_attempts, wakeups=wakeups
-            )
-            await session.commit()
-        for callback in session.info.get("after_commit", ()):
-            await callback()
+        await submissions.submit_one(
+            sessions, principal, SPEC, max_attempts=settings.max_attempts, wakeups=wakeups
+        )
 
     for _ in range(20):
         await once()

@@ -48,11 +48,11 @@ class TaskController(Controller):
 
     @post("/", status_code=HTTP_201_CREATED, summary="Submit a task (needs write in its group)")
     async def submit(
-        self, request: Request, db: DB, principal: Caller, data: JSONBody[TaskSpec]
+        self, request: Request, principal: Caller, data: JSONBody[TaskSpec]
     ) -> TaskSubmitted:
         coordinator = _coordinator(request)
-        return await submissions.submit_task(
-            db,
+        return await submissions.submit_one(
+            coordinator.sessions,
             principal,
             data,
             max_attempts=coordinator.settings.max_attempts,

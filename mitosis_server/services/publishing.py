@@ -64,14 +64,21 @@ def publish_after_commit(db: AsyncSession, bus: Any, events: list[Event], ended:
         return
 
     async def _publish() -> None:
-        try:
-            await bus.publish(*events)
-            for task_id in ended:
-                await bus.end_log(task_id)
-        except Exception as exc:  # a hint lost; clients poll as a backstop
-            log.warning("events.publish_failed count=%d error=%s", len(events), exc)
+        await publish(bus, events, ended)
 
     db.info.setdefault("after_commit", []).append(_publish)
+
+
+async def publish(bus: Any, events: list[Event], ended: list[str]) -> None:
+    """Publish ``events`` (and close the logs of ``ended`` tasks) now: what has committed."""
+    if bus is None:
+        return
+    try:
+        await bus.publish(*events)
+        for task_id in ended:
+            await bus.end_log(task_id)
+    except Exception as exc:  # a hint lost; clients poll as a backstop
+        log.warning("events.publish_failed count=%d error=%s", len(events), exc)
 
 
 def task_event(row: Any, kind: EventKind = EventKind.TASK_STATE) -> Event:

@@ -34,11 +34,12 @@ from typing import NamedTuple
 import msgspec
 from sqlalchemy import String, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from mitosis_sdk.schemas import Role, TaskReason, TaskSpec, TaskState, TaskSubmitted
 from mitosis_server.db import driver
 from mitosis_server.db.dialects import bulk_insert, numbering, reserve_numbers, without_flush_wait
+from mitosis_server.db.engine import reading, transaction
 from mitosis_server.db.models import Group, Membership, Task, TaskLabel, TaskTag, utcnow
 from mitosis_server.errors import DomainError
 from mitosis_server.services import explain, publishing, workflows
@@ -219,8 +220,15 @@ def _announce_after_commit(
 ) -> None:
     """New tasks' events and the wake-ups of fetches parked on their groups."""
     notify_after_commit(db, wakeups, groups={r.group for r in created})
-    events = [publishing.task_event(_Created(r.uuid, r.state.value, r.group)) for r in created]
-    publishing.publish_after_commit(db, getattr(wakeups, "bus", None), events, [])
+    publishing.publish_after_commit(db, _bus(wakeups), _created_events(created), [])
+
+
+def _created_events(created: list[TaskSubmitted]) -> list:
+    return [publishing.task_event(_Created(r.uuid, r.state.value, r.group)) for r in created]
+
+
+def _bus(wakeups: Wakeups | None):
+    return getattr(wakeups, "bus", None)
 
 
 async def _insert(
@@ -269,6 +277,30 @@ async def _insert(
     await workflows.add_dependencies(db, waiting, found)
 
 
+async def submit_one(
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    spec: TaskSpec,
+    *,
+    max_attempts: int,
+    wakeups: Wakeups | None = None,
+) -> TaskSubmitted:
+    """One task as the API's single submit takes it: on PostgreSQL, without dependencies,
+    straight on the driver with no ORM session at all (it would only be opened, committed
+    empty and closed: a tenth of the request); otherwise :func:`submit_task` in a
+    transaction of its own."""
+    engine = sessions.kw["bind"]
+    if not spec.depends_on and driver.uses_driver(engine):
+        result = await _submit_on_driver(sessions, principal, spec, max_attempts)
+        if result is not None:  # committed: announce it now
+            if wakeups is not None:
+                wakeups.notify({result.group}, set())
+            await publishing.publish(_bus(wakeups), _created_events([result]), [])
+            return result
+    async with transaction(sessions) as db:
+        return await submit_task(db, principal, spec, max_attempts=max_attempts, wakeups=wakeups)
+
+
 async def submit_task(
     db: AsyncSession,
     principal: Principal,
@@ -279,11 +311,6 @@ async def submit_task(
     extra: dict | None = None,
 ) -> TaskSubmitted:
     """One task, with the T12 warning when no live worker could take it."""
-    if extra is None and not spec.depends_on and driver.uses_driver(db.bind):
-        result = await _submit_on_driver(db, principal, spec, max_attempts)
-        if result is not None:
-            _announce_after_commit(db, wakeups, [result])
-            return result
     (result,) = await submit_tasks(
         db,
         principal,
@@ -346,11 +373,14 @@ def _insert_with_rows():
 
 
 async def _submit_on_driver(
-    db: AsyncSession, principal: Principal, spec: TaskSpec, max_attempts: int
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    spec: TaskSpec,
+    max_attempts: int,
 ) -> TaskSubmitted | None:
     """The submission as committed, or None when the caller may not write to the group."""
     group = spec.group or principal.username
-    async with driver.autocommit(db.bind) as connection:
+    async with driver.autocommit(sessions.kw["bind"]) as connection:
         reserved = await connection.fetchrow(
             _reserve_where_writable(),
             name=group,
@@ -372,5 +402,6 @@ async def _submit_on_driver(
         could_run = await connection.fetchrow(explain.could_run_statement(), task_uuid=task_uuid)
     result = TaskSubmitted(uuid=task_uuid, group=group, seq=seq, state=TaskState.READY)
     if not could_run[0]:
-        result.warning = await explain.submit_warning(db, task_uuid)
+        async with reading(sessions) as db:
+            result.warning = await explain.submit_warning(db, task_uuid)
     return result
