@@ -81,6 +81,18 @@ async def publish(bus: Any, events: list[Event], ended: list[str]) -> None:
         log.warning("events.publish_failed count=%d error=%s", len(events), exc)
 
 
+# The task's columns an event is made of (with its group's name, as ``group``).
+EVENT_COLUMNS = (
+    Task.id,
+    Task.uuid,
+    Task.state,
+    Task.phase,
+    Task.attempt,
+    Task.exit_code,
+    Task.reason,
+)
+
+
 def task_event(row: Any, kind: EventKind = EventKind.TASK_STATE) -> Event:
     payload = {"state": row.state, "phase": row.phase, "attempt": row.attempt}
     if row.exit_code is not None:
@@ -123,16 +135,7 @@ async def _task_rows(db: AsyncSession, column: Any, values: list) -> list:
     for start in range(0, len(values), CHUNK):
         rows += (
             await db.execute(
-                select(
-                    Task.id,
-                    Task.uuid,
-                    Task.state,
-                    Task.phase,
-                    Task.attempt,
-                    Task.exit_code,
-                    Task.reason,
-                    Group.name.label("group"),
-                )
+                select(*EVENT_COLUMNS, Group.name.label("group"))
                 .join(Group, Group.id == Task.group_id)
                 .where(column.in_(values[start : start + CHUNK]))
                 .order_by(Task.id)
