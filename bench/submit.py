@@ -5,7 +5,7 @@ on PostgreSQL and SQLite, with the coordinator's CPU measured from outside.
   per second (wall) and the coordinator's CPU per task (psutil, user + system), with the load
   average of the machine while it ran;
 * the split of one single submit's coordinator CPU: *submit-specific* is the service alone
-  (``submissions.submit_one`` with its commit, run in this process against the same
+  (``single_submit.submit_one`` with its commit, run in this process against the same
   database), *generic* is the rest of the request (HTTP, token check, Litestar, the session).
 
 ``bench.dispatch`` reports the first two figures in its table; ``python -m bench.submit``
@@ -32,7 +32,7 @@ from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas import TaskFilter, TaskSpec, TaskState
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.engine import create_engine, session_factory
-from mitosis_server.services import submissions
+from mitosis_server.services import single_submit
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.wakeups import Wakeups
 
@@ -132,7 +132,7 @@ async def service_cpu(db: str, n: int) -> float:
     wakeups = Wakeups()
 
     async def once() -> None:
-        await submissions.submit_one(
+        await single_submit.submit_one(
             sessions, principal, SPEC, max_attempts=settings.max_attempts, wakeups=wakeups
         )
 

@@ -27,7 +27,14 @@ from mitosis_sdk.schemas import (
 )
 from mitosis_server.api.guards import DB, Caller, PathUUID, users_only
 from mitosis_server.errors import DomainError
-from mitosis_server.services import explain, submissions, task_queries, tasks, workflow_submit
+from mitosis_server.services import (
+    explain,
+    single_submit,
+    submissions,
+    task_queries,
+    tasks,
+    workflow_submit,
+)
 from mitosis_server.state import Coordinator
 
 
@@ -51,7 +58,7 @@ class TaskController(Controller):
         self, request: Request, principal: Caller, data: JSONBody[TaskSpec]
     ) -> TaskSubmitted:
         coordinator = _coordinator(request)
-        return await submissions.submit_one(
+        return await single_submit.submit_one(
             coordinator.sessions,
             principal,
             data,

@@ -1,6 +1,6 @@
 """Submitting tasks (FEATURES T1, T2): one spec, a batch, or what arrays, re-runs and
 downstream tasks derive (``workflow_submit``); every way a task enters goes through
-:func:`submit_tasks`.
+:func:`submit_tasks`, except the plain single submit on PostgreSQL (``single_submit``).
 
 Submit needs ``write`` in the target group (default: the caller's personal group). A batch is
 decided spec by spec, or all-or-nothing; either way every accepted task is inserted in one
@@ -32,20 +32,16 @@ from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
-from sqlalchemy import String, and_, bindparam, exists, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mitosis_sdk.schemas import Role, TaskReason, TaskSpec, TaskState, TaskSubmitted
-from mitosis_server.db import driver
-from mitosis_server.db.dialects import bulk_insert, numbering, reserve_numbers, without_flush_wait
-from mitosis_server.db.engine import reading, transaction
+from mitosis_server.db.dialects import bulk_insert, numbering, reserve_numbers
 from mitosis_server.db.models import Group, Membership, Task, TaskLabel, TaskTag, utcnow
 from mitosis_server.errors import DomainError
 from mitosis_server.services import explain, publishing, workflows
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.groups import check_role
-from mitosis_server.services.task_queries import roles_at_least
 from mitosis_server.services.wakeups import Wakeups, notify_after_commit
 
 # What a spec gives every one of its rows, then what varies per row (``extra`` included).
@@ -68,7 +64,7 @@ SPEC_COLUMNS = (
 EXTRA_COLUMNS = ("array_id", "array_index", "array_limit", "upstream_id", "rerun_of_id")
 ROW_COLUMNS = ("uuid", "group_id", "seq", "creator_id", "created_at")
 TASK_COLUMNS = SPEC_COLUMNS + ROW_COLUMNS + EXTRA_COLUMNS
-_NO_EXTRA = (None,) * len(EXTRA_COLUMNS)
+NO_EXTRA = (None,) * len(EXTRA_COLUMNS)
 _encode = msgspec.json.encode
 
 
@@ -89,7 +85,7 @@ def _in_batch(index: int, error: DomainError) -> DomainError:
     return DomainError(error.code, f"tasks[{index}]: {error.message}", details)
 
 
-def _spec_values(
+def spec_values(
     spec: TaskSpec, attempts: int, state: TaskState, message: str | None, now: datetime
 ) -> tuple:
     """``SPEC_COLUMNS`` for a spec's rows (JSON columns encoded)."""
@@ -220,14 +216,14 @@ def _announce_after_commit(
 ) -> None:
     """New tasks' events and the wake-ups of fetches parked on their groups."""
     notify_after_commit(db, wakeups, groups={r.group for r in created})
-    publishing.publish_after_commit(db, _bus(wakeups), _created_events(created), [])
+    publishing.publish_after_commit(db, event_bus(wakeups), created_events(created), [])
 
 
-def _created_events(created: list[TaskSubmitted]) -> list:
+def created_events(created: list[TaskSubmitted]) -> list:
     return [publishing.task_event(_Created(r.uuid, r.state.value, r.group)) for r in created]
 
 
-def _bus(wakeups: Wakeups | None):
+def event_bus(wakeups: Wakeups | None):
     return getattr(wakeups, "bus", None)
 
 
@@ -254,11 +250,11 @@ async def _insert(
         values = per_spec.get(id(spec))
         if values is None:
             state, message = workflows.initial_state(spec, found, upstreams)
-            values = _spec_values(spec, max_attempts, state, message, now)
+            values = spec_values(spec, max_attempts, state, message, now)
             per_spec[id(spec)] = values
         task_uuid = uuid.uuid4()
         uuids[task_uuid] = index
-        more = _NO_EXTRA if extra is None else tuple(extra[index].get(c) for c in EXTRA_COLUMNS)
+        more = NO_EXTRA if extra is None else tuple(extra[index].get(c) for c in EXTRA_COLUMNS)
         group_id, seq = seqs[index]
         rows.append((*values, task_uuid, group_id, seq, principal.user_id, now, *more))
         results[index] = TaskSubmitted(
@@ -275,30 +271,6 @@ async def _insert(
     await bulk_insert(db, TaskLabel.__table__, ("task_id", "label"), labels)
     waiting = [(ids[i], specs[i]) for i in sorted(ids) if specs[i].depends_on]
     await workflows.add_dependencies(db, waiting, found)
-
-
-async def submit_one(
-    sessions: async_sessionmaker[AsyncSession],
-    principal: Principal,
-    spec: TaskSpec,
-    *,
-    max_attempts: int,
-    wakeups: Wakeups | None = None,
-) -> TaskSubmitted:
-    """One task as the API's single submit takes it: on PostgreSQL, without dependencies,
-    straight on the driver with no ORM session at all (it would only be opened, committed
-    empty and closed: a tenth of the request); otherwise :func:`submit_task` in a
-    transaction of its own."""
-    engine = sessions.kw["bind"]
-    if not spec.depends_on and driver.uses_driver(engine):
-        result = await _submit_on_driver(sessions, principal, spec, max_attempts)
-        if result is not None:  # committed: announce it now
-            if wakeups is not None:
-                wakeups.notify({result.group}, set())
-            await publishing.publish(_bus(wakeups), _created_events([result]), [])
-            return result
-    async with transaction(sessions) as db:
-        return await submit_task(db, principal, spec, max_attempts=max_attempts, wakeups=wakeups)
 
 
 async def submit_task(
@@ -322,86 +294,4 @@ async def submit_task(
         extra=None if extra is None else [extra],
         warn=True,
     )
-    return result
-
-
-# --- one plain task on PostgreSQL's driver ------------------------------------------------------
-#
-# The commonest submission — one spec, no dependencies, no workflow columns — in three
-# statements on asyncpg itself (``db.driver``), each its own transaction: reserve a number
-# where the caller may write, insert the task with its tag and label rows in one statement (so
-# no worker sees it half-made), and the claim's S1 rule for the warning. Anything it does
-# not take (or a group it may not write to) goes the general way, which says why.
-
-
-@functools.cache
-def _reserve_where_writable():
-    """One number of the named group, when the caller is an admin or may write there; the
-    group row is locked for this statement only, its commit not waiting for the WAL flush
-    (``dialects.reserve_numbers`` says why that is safe)."""
-    may_write = exists().where(
-        Membership.group_id == Group.id,
-        Membership.user_id == bindparam("user_id"),
-        Membership.role.in_(roles_at_least(Role.WRITE)),
-    )
-    reserve = (
-        update(Group)
-        .where(Group.name == bindparam("name"), or_(bindparam("is_admin"), may_write))
-        .values(task_seq=Group.task_seq + 1)
-        .returning(Group.id, Group.task_seq)
-    )
-    return without_flush_wait(reserve)
-
-
-@functools.cache
-def _insert_with_rows():
-    """The task, its tag rows and its label rows: one statement, so one commit."""
-    task = insert(Task).values({c: bindparam(c) for c in TASK_COLUMNS}).returning(Task.id)
-    task = task.cte("new_task")
-
-    def rows_of(table, column: str, name: str):
-        values = func.unnest(bindparam(name, type_=ARRAY(String))).table_valued("value")
-        values = values.render_derived(name=name)
-        selected = select(task.c.id, values.c.value)
-        return insert(table).from_select(["task_id", column], selected).cte(f"new_{name}")
-
-    return (
-        select(task.c.id)
-        .add_cte(rows_of(TaskTag, "tag", "tag_rows"))
-        .add_cte(rows_of(TaskLabel, "label", "label_rows"))
-    )
-
-
-async def _submit_on_driver(
-    sessions: async_sessionmaker[AsyncSession],
-    principal: Principal,
-    spec: TaskSpec,
-    max_attempts: int,
-) -> TaskSubmitted | None:
-    """The submission as committed, or None when the caller may not write to the group."""
-    group = spec.group or principal.username
-    async with driver.autocommit(sessions.kw["bind"]) as connection:
-        reserved = await connection.fetchrow(
-            _reserve_where_writable(),
-            name=group,
-            user_id=principal.user_id,
-            is_admin=principal.is_admin,
-        )
-        if reserved is None:
-            return None
-        group_id, seq = reserved
-        now, task_uuid = utcnow(), uuid.uuid4()
-        values = _spec_values(spec, max_attempts, TaskState.READY, None, now)
-        row = (*values, task_uuid, group_id, seq, principal.user_id, now, *_NO_EXTRA)
-        await connection.fetchrow(
-            _insert_with_rows(),
-            **dict(zip(TASK_COLUMNS, row, strict=True)),
-            tag_rows=spec.tags,
-            label_rows=spec.labels,
-        )
-        could_run = await connection.fetchrow(explain.could_run_statement(), task_uuid=task_uuid)
-    result = TaskSubmitted(uuid=task_uuid, group=group, seq=seq, state=TaskState.READY)
-    if not could_run[0]:
-        async with reading(sessions) as db:
-            result.warning = await explain.submit_warning(db, task_uuid)
     return result
