@@ -83,7 +83,7 @@ async def one(db: AsyncSession, statement, parameters: dict) -> Row | None:
 
 def publish_row(db: AsyncSession, wakeups: Wakeups | None, row: Row, kind: EventKind) -> None:
     """Publish a task's new state from the row an UPDATE returned (no extra read)."""
-    bus = getattr(wakeups, "bus", None)
+    bus = publishing.bus_of(wakeups)
     ended = kind == EventKind.TASK_STATE and row.state in publishing.TERMINAL
     publishing.publish_after_commit(
         db, bus, [publishing.task_event(row, kind)], [str(row.uuid)] if ended else []

@@ -43,7 +43,8 @@ CHUNK = 5000  # values per IN list (SQLite's bound-parameter limit)
 NOTED = "publish_tasks"
 
 
-def _bus(wakeups: Any) -> Any:
+def bus_of(wakeups: Any) -> Any:
+    """The event bus the coordinator's wake-ups carry (None in tests that run without one)."""
     return getattr(wakeups, "bus", None)
 
 
@@ -110,7 +111,7 @@ async def tasks_changed(
 ) -> None:
     """Publish the current state of these tasks once the transaction commits, and (as
     ``task.state``) of every task noted on this transaction so far."""
-    bus, wanted = _bus(wakeups), list(dict.fromkeys(task_uuids))
+    bus, wanted = bus_of(wakeups), list(dict.fromkeys(task_uuids))
     noted = sorted(db.info.pop(NOTED, ()))
     if bus is None or not (wanted or noted):
         return
@@ -148,7 +149,7 @@ async def workers_changed(
     db: AsyncSession, wakeups: Any, worker_uuids: Iterable[uuid.UUID]
 ) -> None:
     """Publish the current state of these workers (seen by every group with a grant)."""
-    bus, wanted = _bus(wakeups), list(dict.fromkeys(worker_uuids))
+    bus, wanted = bus_of(wakeups), list(dict.fromkeys(worker_uuids))
     if bus is None or not wanted:
         return
     workers = (

@@ -23,13 +23,12 @@ from mitosis_server.db import driver
 from mitosis_server.db.dialects import without_flush_wait
 from mitosis_server.db.engine import reading, transaction
 from mitosis_server.db.models import Group, Membership, Task, TaskLabel, TaskTag, utcnow
-from mitosis_server.services import explain, publishing
+from mitosis_server.services import explain
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.submissions import (
     NO_EXTRA,
     TASK_COLUMNS,
-    created_events,
-    event_bus,
+    announce,
     spec_values,
     submit_task,
 )
@@ -53,9 +52,7 @@ async def submit_one(
     if not spec.depends_on and driver.uses_driver(engine):
         result = await _submit_on_driver(sessions, principal, spec, max_attempts)
         if result is not None:  # committed: announce it now
-            if wakeups is not None:
-                wakeups.notify({result.group}, set())
-            await publishing.publish(event_bus(wakeups), created_events([result]), [])
+            await announce(wakeups, [result])
             return result
     async with transaction(sessions) as db:
         return await submit_task(db, principal, spec, max_attempts=max_attempts, wakeups=wakeups)

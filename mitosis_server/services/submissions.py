@@ -42,7 +42,7 @@ from mitosis_server.errors import DomainError
 from mitosis_server.services import explain, publishing, workflows
 from mitosis_server.services.auth import Principal
 from mitosis_server.services.groups import check_role
-from mitosis_server.services.wakeups import Wakeups, notify_after_commit
+from mitosis_server.services.wakeups import Wakeups
 
 # What a spec gives every one of its rows, then what varies per row (``extra`` included).
 SPEC_COLUMNS = (
@@ -214,17 +214,18 @@ async def submit_tasks(
 def _announce_after_commit(
     db: AsyncSession, wakeups: Wakeups | None, created: list[TaskSubmitted]
 ) -> None:
-    """New tasks' events and the wake-ups of fetches parked on their groups."""
-    notify_after_commit(db, wakeups, groups={r.group for r in created})
-    publishing.publish_after_commit(db, event_bus(wakeups), created_events(created), [])
+    """:func:`announce` once the transaction has committed."""
+    if created:
+        db.info.setdefault("after_commit", []).append(functools.partial(announce, wakeups, created))
 
 
-def created_events(created: list[TaskSubmitted]) -> list:
-    return [publishing.task_event(_Created(r.uuid, r.state.value, r.group)) for r in created]
-
-
-def event_bus(wakeups: Wakeups | None):
-    return getattr(wakeups, "bus", None)
+async def announce(wakeups: Wakeups | None, created: list[TaskSubmitted]) -> None:
+    """New tasks' events and the wake-ups of fetches parked on their groups, now: for
+    tasks whose submission has committed."""
+    if wakeups is not None:
+        wakeups.notify({r.group for r in created}, set())
+    events = [publishing.task_event(_Created(r.uuid, r.state.value, r.group)) for r in created]
+    await publishing.publish(publishing.bus_of(wakeups), events, [])
 
 
 async def _insert(
