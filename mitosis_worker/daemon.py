@@ -46,6 +46,7 @@ from mitosis_sdk.schemas.workers import (
     ShutdownMode,
     WorkerCommands,
 )
+from mitosis_sdk.waiting import wait_event
 from mitosis_worker import manager
 from mitosis_worker.backoff import Backoff
 from mitosis_worker.config import WorkerSettings, split_list
@@ -178,10 +179,7 @@ class WorkerDaemon:
 
     async def _expire(self, started: float) -> None:
         remaining = self.settings.lifetime - (time.monotonic() - started)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, remaining)):
-                await self.stop.wait()
-        if not self.stop.is_set():
+        if not await wait_event(self.stop, remaining):
             log.info("worker.lifetime_reached")
             self.request_stop()
 
@@ -226,9 +224,7 @@ class WorkerDaemon:
             except errors.MitosisError as exc:
                 delay = backoff.delay()
                 log.warning("heartbeat.failed retry_in=%.1fs: %s", delay, exc)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self.stop.wait()
+            await wait_event(self.stop, delay)
 
     async def _fetch_loop(self, group: asyncio.TaskGroup) -> None:
         backoff = Backoff(initial=0.5, maximum=30.0)
@@ -253,9 +249,7 @@ class WorkerDaemon:
                 self.outbox.restore(batch)
                 delay = backoff.delay()
                 log.warning("fetch.failed retry_in=%.1fs: %s", delay, exc)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self.stop.wait()
+                await wait_event(self.stop, delay)
                 continue
             if reply is None:  # stopping: the reports go out with the outbox
                 self.outbox.restore(batch)

@@ -19,7 +19,6 @@ lost the coordinator re-reports everything once it is back, and each result coun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -37,6 +36,7 @@ from mitosis_sdk.schemas.workers import (
     ResultEntry,
     ResultReport,
 )
+from mitosis_sdk.waiting import wait_event
 from mitosis_worker.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -204,12 +204,12 @@ class Outbox:
             if wait > 0:
                 self._next_look = oldest + self._ride
                 self._changed.clear()
-                await _wait_for(self._changed, wait)
+                await wait_event(self._changed, wait)
                 continue
             batch = self.take(everything=self._closed)
             if not batch:  # only results already on their way: wait for their answer
                 self._changed.clear()
-                await _wait_for(self._changed, self._ride)
+                await wait_event(self._changed, self._ride)
                 continue
             try:
                 outcomes = await self._send(batch.results, batch.phases)
@@ -223,9 +223,3 @@ class Outbox:
             else:
                 backoff.reset()
                 self.settle(batch, outcomes)
-
-
-async def _wait_for(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()

@@ -46,6 +46,7 @@ import msgspec
 
 from mitosis_sdk.errors import ErrorCode
 from mitosis_sdk.schemas.events import Event, LogChunk, LogEnd, ShippedLine, line_cursor
+from mitosis_sdk.waiting import wait_event
 from mitosis_server.errors import DomainError
 from mitosis_server.events.cursors import (
     EVENTS,
@@ -100,10 +101,7 @@ class Waiter:
     # A deadline argument, not asyncio.timeout: the long-poll wants "woken or not" as a bool.
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
         """True when woken (now or since the last wait), False after ``timeout`` seconds."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._woken.wait()
-        except TimeoutError:
+        if not await wait_event(self._woken, timeout):
             return False
         self._woken.clear()
         return True

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
 from mitosis_sdk.schemas.events import Event
+from mitosis_sdk.waiting import wait_event
 from mitosis_server.events.base import EventBus, EventBusUnavailable
 from mitosis_server.events.cursors import InvalidCursor, Position
 
@@ -96,9 +96,7 @@ class Subscription:
             except StopAsyncIteration:
                 self.backlog = None
         if not self._chunks and self._final is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
+            await wait_event(self._ready, timeout)
         self._ready.clear()
         if self._final is not None:
             return self._final, True

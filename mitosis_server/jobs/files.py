@@ -13,11 +13,11 @@ Every replica may sweep; each upload and artifact is handled once (see
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mitosis_sdk.waiting import wait_event
 from mitosis_server.services.retention import expire_artifacts
 from mitosis_server.services.uploads import Objects, sweep_expired
 
@@ -50,6 +50,4 @@ class FileSweeper:
                 await self.sweep()
             except Exception:  # a database or store hiccup must not end the sweeper
                 log.exception("files.sweep_failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):
-                    await stop.wait()
+            await wait_event(stop, self.interval)

@@ -19,7 +19,6 @@ time to come back before being declared lost (nothing in flight is lost by a res
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mitosis_sdk.schemas import TaskReason, TaskState, WorkerState
+from mitosis_sdk.waiting import wait_event
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.db.models import Task, TaskAttempt, Worker, utcnow
 from mitosis_server.services import publishing
@@ -128,19 +128,12 @@ class LivenessMonitor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep until ``stop`` is set, after the start-up grace period."""
-        if await _stopped(stop, self.settings.heartbeat_timeout):
+        if await wait_event(stop, self.settings.heartbeat_timeout):
             return
         while True:
             try:
                 await self.sweep()
             except Exception:  # a database hiccup must not end the monitor
                 log.exception("liveness.sweep_failed")
-            if await _stopped(stop, self.settings.liveness_interval):
+            if await wait_event(stop, self.settings.liveness_interval):
                 return
-
-
-async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    return stop.is_set()

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mitosis_sdk.errors import ErrorCode
 from mitosis_sdk.schemas import UserState
 from mitosis_sdk.schemas.events import StreamError
+from mitosis_sdk.waiting import wait_event
 from mitosis_server.db.engine import reading
 from mitosis_server.db.models import Group, Membership, Session, User
 from mitosis_server.services.auth import Principal
@@ -151,12 +152,7 @@ class StreamAccess:
     async def run(self) -> None:
         """Check every ``interval``, and soon after a poke, until cancelled."""
         while True:
-            try:
-                async with asyncio.timeout(self.interval):
-                    await self._poked.wait()
-            except TimeoutError:
-                pass
-            else:
+            if await wait_event(self._poked, self.interval):
                 # A poke comes from the request that revokes, before its commit: give the
                 # commit a moment, so this pass already sees it.
                 await asyncio.sleep(POKE_DELAY)

@@ -25,6 +25,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mitosis_sdk.waiting import wait_event
+
 log = logging.getLogger(__name__)
 
 RECHECK = 1.0
@@ -71,10 +73,7 @@ class Waiter:
         ``seconds`` without a wake-up; ``CLOSING`` at once once the coordinator is closing."""
         if self._hub.closing:
             return {CLOSING}
-        if not self._event.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, seconds)):
-                    await self._event.wait()
+        await wait_event(self._event, seconds)
         woken, self._woken_by = self._woken_by, set()
         self._event.clear()
         return woken
