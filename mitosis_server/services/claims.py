@@ -74,6 +74,7 @@ from mitosis_server.services.scheduling import (
 WORKER = bindparam("worker_id", type_=BigInteger)
 ATTEMPT_COLUMNS = ("task_id", "attempt", "worker_id", "outcome", "started_at")
 NOW = bindparam("now", type_=UTCDateTime)
+LIMIT = bindparam("limit", type_=Integer)  # how many tasks the claim may take
 
 
 def _takeable(*extra) -> list:
@@ -167,9 +168,8 @@ def _fair_then_plain() -> Subquery:
     """The group whose turn it is at the best priority (S6), then -- only for what it
     leaves of the ``limit`` -- every group in S2 order, the first ones passed over."""
     top, turn = _fair_turn()
-    limit = bindparam("limit", type_=Integer)
-    fair = _best_first(_takeable(Task.group_id == turn, Task.priority == top), limit, "fair")
-    left = limit - select(func.count()).select_from(fair).scalar_subquery()
+    fair = _best_first(_takeable(Task.group_id == turn, Task.priority == top), LIMIT, "fair")
+    left = LIMIT - select(func.count()).select_from(fair).scalar_subquery()
     plain = _best_first(_takeable(Task.id.not_in(select(fair.c.id))), left, "plain")
     return union_all(select(fair.c.id), select(plain.c.id)).subquery("taken")
 
@@ -185,7 +185,7 @@ def _claim_statement(kind: str, opens_attempts: bool) -> Update | Select:
     else:
         array = Task.array_id == bindparam("claim_array", type_=Uuid)
         where = [IS_READY, array, claimable(NOW), may_take(WORKER)]
-        candidates = _best_first(where, bindparam("limit", type_=Integer), "claim")
+        candidates = _best_first(where, LIMIT, "claim")
     claim = (
         update(Task)
         .where(Task.id == candidates.c.id, IS_READY)
@@ -214,8 +214,7 @@ def _throttled_waiting(claimed: Any) -> Any:
     has no better path). Every claimed row carries it, so a short claim knows without
     another statement whether the throttled claim is worth its locks (the idle worker's
     latency path: one task arrives, two slots ask)."""
-    limit = bindparam("limit", type_=Integer)
-    short = select(func.count()).select_from(claimed).scalar_subquery() < limit
+    short = select(func.count()).select_from(claimed).scalar_subquery() < LIMIT
     waiting = select(Task.id).where(*_throttled_ready()).correlate(None).exists()
     return case((short, waiting), else_=false()).label("throttled_waiting")
 
