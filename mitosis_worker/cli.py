@@ -189,6 +189,16 @@ def configure_logging(settings: WorkerSettings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def _runner() -> asyncio.Runner:
+    """The event loop the daemon runs on: uvloop where it is installed (as uvicorn picks it
+    for the coordinator); a busy worker spends a good part of its time in the loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["manager"]:
@@ -208,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     try:
-        return asyncio.run(serve(settings))
+        with _runner() as runner:
+            return runner.run(serve(settings))
     except KeyboardInterrupt:
         return 130
 
