@@ -140,6 +140,9 @@ class _LineBuffer:
         self._ready = asyncio.Event()
         self._ended = asyncio.Event()
         self._closed = False
+        # Delivers to the sink (``run``), started by the first lines: most short tasks
+        # print nothing, and then cost no task, no wake-ups and no cancel at their end.
+        self.pump: asyncio.Task[None] | None = None
 
     def put(self, stream: str, lines: list[bytes]) -> None:
         """Never blocks: the caller is the reader the child is waiting on."""
@@ -149,6 +152,8 @@ class _LineBuffer:
         self._bytes += size
         self._trim()
         self._ready.set()
+        if self.pump is None:
+            self.pump = asyncio.get_running_loop().create_task(self.run(), name="logs.pump")
 
     def close(self) -> None:
         self._closed = True
@@ -339,7 +344,6 @@ class LogCapture:
         self._child_ends: list[int] = []
         self._readers: list[_PipeReader] = []
         self._eof: list[asyncio.Future[None]] = []
-        self._pump: asyncio.Task[None] | None = None
 
     def open(self) -> tuple[int, int]:
         """Start reading; returns the write ends to hand to the child as stdout and stderr.
@@ -361,8 +365,6 @@ class LogCapture:
             self._eof.append(done)
             protocol = _StreamProtocol(name, self._buffer, file, self._limits.max_line_bytes, done)
             self._readers.append(_PipeReader(loop, ours, protocol))
-        if self._buffer is not None:
-            self._pump = asyncio.create_task(self._buffer.run(), name="logs.pump")
         return self._child_ends[0], self._child_ends[1]
 
     def release_child_ends(self) -> None:
@@ -380,24 +382,28 @@ class LogCapture:
         """
         self.release_child_ends()
         try:
-            _, late = await asyncio.wait(self._eof, timeout=eof_timeout)
-            if late:
-                logger.warning("logs.no_eof: stopped reading after %.0fs", eof_timeout)
+            if not all(eof.done() for eof in self._eof):  # else the reading is over already
+                _, late = await asyncio.wait(self._eof, timeout=eof_timeout)
+                if late:
+                    logger.warning("logs.no_eof: stopped reading after %.0fs", eof_timeout)
         finally:
             self._close_pipes()
-        if self._pump is not None and self._buffer is not None:
+        if self._buffer is not None:
             self._buffer.close()
-            _, late = await asyncio.wait([self._pump], timeout=drain_timeout)
-            if late:
-                logger.warning("logs.drain_timeout: dropped the rest after %.0fs", drain_timeout)
-            await _cancel(self._pump)
+            if (pump := self._buffer.pump) is not None:
+                _, late = await asyncio.wait([pump], timeout=drain_timeout)
+                if late:
+                    logger.warning(
+                        "logs.drain_timeout: dropped the rest after %.0fs", drain_timeout
+                    )
+                await _cancel(pump)
 
     async def abort(self) -> None:
         """Stop at once (the attempt itself is being torn down)."""
         self.release_child_ends()
         self._close_pipes()
-        if self._pump is not None:
-            await _cancel(self._pump)
+        if self._buffer is not None and self._buffer.pump is not None:
+            await _cancel(self._buffer.pump)
 
     def _close_pipes(self) -> None:
         for reader in self._readers:
