@@ -7,7 +7,8 @@ It runs one TaskGroup of named loops, each small and free of HTTP details:
 * ``fetch`` long-polls for as many tasks as there are free slots (the coordinator parks the
   request until a task matches) and starts an attempt for each; every fetch also carries
   the results and phases waiting in the outbox, so a busy worker reports one task and takes
-  the next in one round trip;
+  the next in one round trip. While tasks are short it also takes some ahead of its slots,
+  queued until a slot frees and handed back if none does soon (see ``slots``);
 * ``reports`` sends what no fetch carried within a moment (the fetch is parked, or every
   slot is busy), retried until the coordinator takes it (see ``reports``).
 
@@ -23,79 +24,61 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import platform
 import signal
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
-from mitosis_sdk import __version__, errors
+from mitosis_sdk import errors
 from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas.workers import (
     Assignment,
     AttemptRef,
     FetchReply,
-    HostFacts,
     PhaseEntry,
     ReportOutcome,
     ResultEntry,
+    ResultReport,
     ShutdownMode,
     WorkerCommands,
 )
 from mitosis_sdk.waiting import wait_event
 from mitosis_worker import manager
 from mitosis_worker.backoff import Backoff
-from mitosis_worker.config import WorkerSettings, split_list
+from mitosis_worker.config import WorkerSettings
 from mitosis_worker.executor import Attempt
+from mitosis_worker.host import registration
 from mitosis_worker.logship import RedisLogWriter, log_shipper
 from mitosis_worker.outputs import AttemptLink
 from mitosis_worker.reports import Batch, Outbox
-from mitosis_worker.runner import RunnerConfig, attempt_for, run_assignment
+from mitosis_worker.runner import (
+    RunnerConfig,
+    attempt_for,
+    cancelled_unstarted,
+    handed_back,
+    run_assignment,
+)
+from mitosis_worker.slots import SHORT_RUN, Slots, ahead_for
 from mitosis_worker.trees import Trees
 
 log = logging.getLogger(__name__)
 
-# A freed slot waits up to GATHER seconds for the other running tasks to end, while the
-# latest attempt took less than SHORT_RUN, so the wait costs a slot at most a third of
-# such a task's time and nothing for longer ones: see WorkerDaemon._gather.
+# A fetch waits up to GATHER seconds for a result per slot, while tasks are short (under
+# SHORT_RUN), so the wait costs a slot at most half of such a task's time and nothing for
+# longer ones: see WorkerDaemon._gather.
 GATHER = 0.010
-SHORT_RUN = 2 * GATHER
 
 
 @dataclass
 class Running:
+    """An attempt the worker holds: started (``task``), or queued for a slot."""
+
     assignment: Assignment
     attempt: Attempt
     task: asyncio.Task | None = None
+    began: float | None = None  # monotonic time it started
     stopped_by_worker: bool = False
-
-
-def host_facts() -> HostFacts:
-    gpus = len([d for d in os.listdir("/dev") if d[:6] == "nvidia" and d[6:].isdigit()])
-    return HostFacts(
-        hostname=platform.node()[:255] or None,
-        cores=os.cpu_count(),
-        memory=psutil.virtual_memory().total,
-        os=f"{platform.system()} {platform.release()}"[:255],
-        arch=platform.machine()[:64] or None,
-        gpus=gpus,
-    )
-
-
-def registration(settings: WorkerSettings) -> dict:
-    """What the worker tells the coordinator about itself (W1, W7)."""
-    return {
-        "tags": split_list(settings.tags),
-        "labels": split_list(settings.labels),
-        "grants": settings.grants(),
-        "slots": settings.slots,
-        "facts": host_facts(),
-        "version": __version__,
-    }
 
 
 @dataclass
@@ -103,7 +86,8 @@ class WorkerDaemon:
     settings: WorkerSettings
     client: AsyncClient
     worker_id: uuid.UUID | None = None
-    running: dict[tuple[uuid.UUID, int], Running] = field(default_factory=dict)
+    # Every attempt the coordinator has given it and not yet had the result of from it.
+    held: dict[tuple[uuid.UUID, int], Running] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
     exit_code: int = 0
@@ -115,6 +99,8 @@ class WorkerDaemon:
         work_dir = Path(self.settings.work_dir)
         self.trees = Trees(work_dir, ahead=self.settings.slots + 1)
         self.runner = RunnerConfig(work_dir=work_dir, grace=self.settings.grace, trees=self.trees)
+        self.slots: Slots[Running] = Slots(self.settings.slots, self._launch, self._hand_back)
+        self._tasks: asyncio.TaskGroup | None = None
         self._slot_freed = asyncio.Event()
         self._last_run = float("inf")  # seconds the latest attempt took
         self._kill_now = False
@@ -144,13 +130,15 @@ class WorkerDaemon:
 
     async def _serve(self, started: float) -> None:
         async with asyncio.TaskGroup() as group:
+            self._tasks = group
             group.create_task(self._heartbeat_loop(), name="heartbeat")
             group.create_task(self.outbox.run(), name="reports")
-            group.create_task(self._fetch_loop(group), name="fetch")
+            group.create_task(self._fetch_loop(), name="fetch")
             if self.settings.lifetime:
                 group.create_task(self._expire(started), name="lifetime")
             await self.stop.wait()
             await self._finish_running()
+            self.slots.close()
             self.outbox.close()
 
     async def _send_reports(
@@ -167,7 +155,7 @@ class WorkerDaemon:
         """Graceful stop (SIGTERM, first SIGINT); ``immediately`` kills running tasks now."""
         if self.stop.is_set() or immediately:
             self._kill_now = True
-            for running in self.running.values():
+            for running in self.held.values():
                 running.stopped_by_worker = True
                 running.attempt.cancel()
         self.stop.set()
@@ -184,15 +172,17 @@ class WorkerDaemon:
             self.request_stop()
 
     async def _finish_running(self) -> None:
-        """Give running attempts ``shutdown_grace``, then kill them (they are requeued)."""
-        tasks = [r.task for r in self.running.values() if r.task is not None]
+        """Hand back what never started; give running attempts ``shutdown_grace``, then
+        kill them (they are requeued)."""
+        self.slots.hand_back_all("the worker is stopping")
+        tasks = [r.task for r in self.held.values() if r.task is not None]
         if not tasks:
             return
         log.info("worker.draining running=%d grace=%ss", len(tasks), self.settings.shutdown_grace)
         self._write_status("stopping")
         if not self._kill_now:
             await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
-        for running in list(self.running.values()):
+        for running in list(self.held.values()):
             running.stopped_by_worker = True
             running.attempt.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -213,7 +203,7 @@ class WorkerDaemon:
         while not self.stop.is_set():
             delay = self.settings.heartbeat_interval
             try:
-                refs = [AttemptRef(task=t, attempt=a) for (t, a) in self.running]
+                refs = [AttemptRef(task=t, attempt=a) for (t, a) in self.held]
                 commands = await self.client.heartbeat(self.worker_id, refs)
                 self.apply(commands)
                 backoff.reset()
@@ -226,19 +216,20 @@ class WorkerDaemon:
                 log.warning("heartbeat.failed retry_in=%.1fs: %s", delay, exc)
             await wait_event(self.stop, delay)
 
-    async def _fetch_loop(self, group: asyncio.TaskGroup) -> None:
+    async def _fetch_loop(self) -> None:
         backoff = Backoff(initial=0.5, maximum=30.0)
         while not self.stop.is_set():
-            free = self.settings.slots - len(self.running)
+            ahead = ahead_for(self.settings.slots) if self._short() else 0
+            free = self.settings.slots + ahead - len(self.held)
             if self.draining or free <= 0:
                 await self._wait_for_slot(self.settings.heartbeat_interval)
                 continue
-            if self.running and self._last_run < SHORT_RUN:
+            if self.slots.busy and self._short():
                 await self._gather()
-                free = self.settings.slots - len(self.running)
+                free = self.settings.slots + ahead - len(self.held)
             batch = self.outbox.take()
             try:
-                reply = await self._poll(free, batch)
+                reply = await self._poll(free, ahead, batch)
             except errors.Unauthorized as exc:
                 self.outbox.restore(batch)
                 log.error("worker.token_refused: %s; stopping", exc.message)
@@ -257,21 +248,22 @@ class WorkerDaemon:
             backoff.reset()
             for assignment in reply.tasks:  # first: their spawns go before the settled
                 key = (assignment.task, assignment.attempt)  # attempts' clean-ups
-                if key not in self.running and not self.outbox.holds(key):
-                    self._start(group, assignment)
+                if key not in self.held and not self.outbox.holds(key):
+                    self._start(assignment)
             self.outbox.settle(batch, reply.reports)
             self.apply(reply.commands)
 
-    async def _poll(self, free: int, batch: Batch) -> FetchReply | None:
+    async def _poll(self, free: int, ahead: int, batch: Batch) -> FetchReply | None:
         """One fetch carrying ``batch``; None when the worker began stopping while it was
         parked (it is abandoned: the coordinator requeues what it might have claimed when the
         worker unregisters)."""
-        known = [AttemptRef(task=t, attempt=a) for t, a in self.running]
+        known = [AttemptRef(task=t, attempt=a) for t, a in self.held]
         fetch = asyncio.ensure_future(
             self.client.fetch_tasks(
                 self.worker_id,
                 wait=self.settings.poll_wait,
                 max_tasks=free,
+                ahead=ahead,
                 results=batch.results,
                 phases=batch.phases,
                 known=known + self.outbox.known(),
@@ -292,13 +284,25 @@ class WorkerDaemon:
             return None
         return fetch.result()
 
+    def _short(self) -> bool:
+        """Are the tasks short: the latest took less than ``SHORT_RUN``, and none running
+        has taken longer?"""
+        if self._last_run >= SHORT_RUN:
+            return False
+        since = time.monotonic() - SHORT_RUN
+        return all(r.began is None or r.began > since for r in self.held.values())
+
     async def _gather(self) -> None:
-        """Short tasks: give the running ones ``GATHER`` seconds to end too, so one fetch
-        reports them all and claims as many (two slots of ``true``: half the round trips,
-        and twice the tasks per trip). A long task never waits on this: the rule applies
-        only while the latest attempt took less than ``SHORT_RUN``."""
+        """Short tasks: give the running ones ``GATHER`` seconds to end too, until there is
+        a result per slot, so one fetch reports several and claims as many (two slots of
+        ``true``: half the round trips, and twice the tasks per trip). A long task never
+        waits on this: the rule applies only while tasks are short (``_short``)."""
         deadline = time.monotonic() + GATHER
-        while self.running and not self.stop.is_set():
+        while (
+            self.slots.busy
+            and self.outbox.results_ready() < self.settings.slots
+            and not self.stop.is_set()
+        ):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -316,21 +320,43 @@ class WorkerDaemon:
 
     # ---- attempts ---------------------------------------------------------------------
 
-    def _start(self, group: asyncio.TaskGroup, assignment: Assignment) -> None:
+    def _start(self, assignment: Assignment) -> None:
+        """Hold a claimed attempt: it starts in a free slot, or queues for one."""
         key = (assignment.task, assignment.attempt)
         sink = log_shipper(
             self.client, self.worker_id, assignment.task, assignment.attempt, self.log_redis
         )
         attempt = attempt_for(assignment, self.runner, self.outbox, log_sink=sink)
         running = Running(assignment, attempt)
-        self.running[key] = running
-        running.task = group.create_task(self._run(running), name=f"task-{assignment.task}")
+        self.held[key] = running
+        self.slots.admit(running)
+
+    def _launch(self, running: Running) -> None:
+        """The attempt got a slot: run it."""
+        name = f"task-{running.assignment.task}"
+        running.task = self._tasks.create_task(self._run(running), name=name)
+
+    def _hand_back(self, running: Running, why: str) -> None:
+        self._settle_unstarted(running, handed_back(running.assignment.attempt, why))
+
+    def _settle_unstarted(self, running: Running, report: ResultReport) -> None:
+        """A queued attempt leaves without having started: its report is all there is."""
+        assignment = running.assignment
+        self.held.pop((assignment.task, assignment.attempt), None)
+        self._slot_freed.set()
+        running.task = self._tasks.create_task(
+            self._deliver_unstarted(assignment, report), name=f"unstarted-{assignment.task}"
+        )
+
+    async def _deliver_unstarted(self, assignment: Assignment, report: ResultReport) -> None:
+        await self.outbox.deliver(assignment.task, report)
+        self._stop_if_idle()
 
     async def _run(self, running: Running) -> None:
         assignment = running.assignment
         key = (assignment.task, assignment.attempt)
         report = None
-        began = time.monotonic()
+        began = running.began = time.monotonic()
         try:
             self._write_status("online")
             link = AttemptLink(self.client, self.worker_id, assignment.task, assignment.attempt)
@@ -347,7 +373,8 @@ class WorkerDaemon:
             log.exception("attempt.crashed task=%s attempt=%s", *key)
         finally:
             # The slot is free once the process is gone: the next fetch carries the result.
-            self.running.pop(key, None)
+            self.held.pop(key, None)
+            self.slots.release()
             self._last_run = time.monotonic() - began
             self._slot_freed.set()
             self._write_status("draining" if self.draining else "online")
@@ -365,13 +392,19 @@ class WorkerDaemon:
         if commands.token:
             self.client.token = commands.token
         for ref in commands.cancel:
-            running = self.running.get((ref.task, ref.attempt))
-            if running is not None:
-                log.info("attempt.cancel task=%s attempt=%s", ref.task, ref.attempt)
+            running = self.held.get((ref.task, ref.attempt))
+            if running is None:
+                continue
+            log.info("attempt.cancel task=%s attempt=%s", ref.task, ref.attempt)
+            if self.slots.withdraw(running):  # queued: it never started
+                self._settle_unstarted(running, cancelled_unstarted(ref.attempt))
+            else:
                 running.attempt.cancel()
         if commands.drain != self.draining:
             self.draining = commands.drain
             log.info("worker.%s", "draining" if self.draining else "resumed")
+            if self.draining:
+                self.slots.hand_back_all("the worker is draining")
             self._slot_freed.set()
         if commands.shutdown == ShutdownMode.FORCE:
             log.info("worker.shutdown mode=force")
@@ -379,10 +412,11 @@ class WorkerDaemon:
         elif commands.shutdown == ShutdownMode.GRACEFUL and not self._exit_when_idle:
             log.info("worker.shutdown mode=graceful (drain, then exit)")
             self.draining = self._exit_when_idle = True
+            self.slots.hand_back_all("the worker is shutting down")
             self._stop_if_idle()
 
     def _stop_if_idle(self) -> None:
-        if self._exit_when_idle and not self.running:
+        if self._exit_when_idle and not self.held:
             self.stop.set()
 
     def _write_status(self, state: str) -> None:
@@ -390,7 +424,7 @@ class WorkerDaemon:
             return
         tasks = [
             (str(r.assignment.task), r.assignment.attempt, r.attempt.pid)
-            for r in self.running.values()
+            for r in self.held.values()
             if r.attempt.pid is not None
         ]
         with contextlib.suppress(OSError):

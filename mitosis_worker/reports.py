@@ -166,6 +166,10 @@ class Outbox:
         if self._closed:
             self._changed.set()
 
+    def results_ready(self) -> int:
+        """Results waiting for a request to take them."""
+        return sum(not pending.sending for pending in self._results.values())
+
     def known(self) -> list[AttemptRef]:
         """Attempts whose result is not yet acknowledged (the coordinator still holds them
         for this worker, and must not deliver them again)."""

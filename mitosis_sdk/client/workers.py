@@ -155,17 +155,20 @@ class WorkersAPI(BaseClient):
         *,
         wait: float = 0.0,
         max_tasks: int = 1,
+        ahead: int = 0,
         results: Iterable[ResultEntry] = (),
         phases: Iterable[PhaseEntry] = (),
         known: Iterable[AttemptRef] | None = None,
     ) -> FetchReply:
         """Report ``results`` and ``phases`` (each gets an outcome in ``reply.reports``),
         then claim up to ``max_tasks``; with ``wait`` (≤ 30 s) and nothing reported, park
-        until a task arrives. ``known`` lists every attempt the worker holds as far as it
-        knows, so tasks claimed by a fetch whose reply was lost are delivered again."""
+        until a task arrives. ``ahead``: tasks the worker may hold beyond its slots, queued
+        until one frees. ``known`` lists every attempt the worker holds as far as it knows,
+        so tasks claimed by a fetch whose reply was lost are delivered again."""
         body = FetchRequest(
             wait=wait,
             max_tasks=max_tasks,
+            ahead=ahead,
             results=list(results),
             phases=list(phases),
             known=None if known is None else list(known),
@@ -203,10 +206,17 @@ class WorkersAPI(BaseClient):
         signal: int | None = None,
         reason: TaskReason | None = None,
         message: str | None = None,
+        phase: TaskPhase | None = None,
     ) -> ReportAck:
-        """How an attempt ended; 409 (Conflict) when the attempt was superseded."""
+        """How an attempt ended (``phase``: the last it reached); 409 (Conflict) when the
+        attempt was superseded."""
         body = ResultReport(
-            attempt=attempt, exit_code=exit_code, signal=signal, reason=reason, message=message
+            attempt=attempt,
+            exit_code=exit_code,
+            signal=signal,
+            reason=reason,
+            message=message,
+            phase=phase,
         )
         return await self.request(
             "POST", f"/api/workers/{worker}/tasks/{task}/result", body=body, result=ReportAck

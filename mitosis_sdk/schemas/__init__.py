@@ -84,6 +84,7 @@ from mitosis_sdk.schemas.tasks import (
 )
 from mitosis_sdk.schemas.workers import (
     MAX_FETCH_WAIT,
+    MAX_SLOTS,
     Assignment,
     AttemptRef,
     FetchReply,
@@ -116,6 +117,7 @@ from mitosis_sdk.schemas.workers import (
 __all__ = [
     "MAX_BATCH",
     "MAX_FETCH_WAIT",
+    "MAX_SLOTS",
     "NAME_PATTERN",
     "TERMINAL_STATES",
     "ArraySubmit",

@@ -214,12 +214,16 @@ class FetchRequest(Struct, omit_defaults=True):
     parking, with an outcome per report. ``known``, when given, lists every attempt the
     worker holds as far as it knows (running, or with a result not yet acknowledged):
     attempts held for it that it does not list -- claimed by a fetch whose reply was lost --
-    are delivered again. ``max_tasks`` 0 only reports. (Empty fields are left out on the
-    wire, so a worker with nothing to report can still talk to an older coordinator.)
+    are delivered again. ``max_tasks`` 0 only reports. ``ahead``: how many tasks the worker
+    may hold beyond its slots, queued until a slot frees (it asks while its tasks are short,
+    so its next tasks are at hand when the last ones end; the coordinator holds it to
+    ``MAX_SLOTS`` in all). (Empty fields are left out on the wire, so a worker with nothing
+    to report can still talk to an older coordinator.)
     """
 
     wait: Annotated[str | float, msgspec.Meta(description="seconds or 5s; at most 30s")] = 0.0
     max_tasks: Annotated[int, msgspec.Meta(ge=0, le=MAX_SLOTS)] = 1
+    ahead: Annotated[int, msgspec.Meta(ge=0, le=MAX_SLOTS)] = 0
     results: Annotated[list[ResultEntry], msgspec.Meta(max_length=MAX_REPORTS)] = []
     phases: Annotated[list[PhaseEntry], msgspec.Meta(max_length=MAX_REPORTS)] = []
     known: Annotated[list[AttemptRef], msgspec.Meta(max_length=MAX_REPORTS)] | None = None

@@ -2,9 +2,9 @@
 
 A worker's row is updated by every fetch and heartbeat (``touch_worker``): that records the
 sign of life, brings a lost worker back online and, on PostgreSQL, locks the row, so two
-fetches of one worker never overbook its slots. What the worker must do next (kill attempts,
-drain, shut down) is computed from committed state by ``commands_for`` and sent in every
-heartbeat and fetch reply.
+fetches of one worker never overbook it (its slots, plus the tasks it asked to hold ahead of
+them). What the worker must do next (kill attempts, drain, shut down) is computed from
+committed state by ``commands_for`` and sent in every heartbeat and fetch reply.
 
 A fetch is also the worker's report: the results and phases it carries are recorded in the
 same transaction as the claim, before it (a result frees its slot for the claim), so a busy
@@ -23,6 +23,7 @@ from sqlalchemy import Select, Update, Uuid, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mitosis_sdk.schemas import (
+    MAX_SLOTS,
     Assignment,
     AttemptRef,
     FetchReply,
@@ -122,10 +123,11 @@ async def touch_worker(
     return WorkerRow(row.id, WorkerState(row.state), row.drain, row.shutdown, row.slots)
 
 
-async def worker_slot(db: AsyncSession, worker: WorkerRow) -> WorkerSlot:
-    """The worker's attempts and free slots, read in this transaction."""
+async def worker_slot(db: AsyncSession, worker: WorkerRow, ahead: int = 0) -> WorkerSlot:
+    """The worker's attempts and how many more it may hold, read in this transaction: its
+    slots, and ``ahead`` tasks beyond them that it queues itself (``MAX_SLOTS`` in all)."""
     held = await open_attempts(db, worker.id)
-    free = worker.slots - len(held)
+    free = min(worker.slots + ahead, MAX_SLOTS) - len(held)
     return WorkerSlot(worker.id, worker.state, worker.drain, worker.shutdown, free, held)
 
 
@@ -162,7 +164,7 @@ async def fetch_tasks(
                     worker = await touch_worker(db, worker_uuid, now, wakeups)
                     if first and request.reports:
                         outcomes = await apply_reports(db, worker_uuid, request, margin, wakeups)
-                    slot = await worker_slot(db, worker)
+                    slot = await worker_slot(db, worker, request.ahead)
                     takes = slot.state == WorkerState.ONLINE and slot.shutdown is None
                     limit = min(slot.free, request.max_tasks) if takes else 0
                     tasks = await claim_tasks(db, slot.id, limit, now, margin)

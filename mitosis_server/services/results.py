@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitosis_sdk.schemas import (
     ResultReport,
+    TaskPhase,
     TaskReason,
     TaskState,
 )
@@ -360,13 +361,20 @@ async def _record_stopped(
     released: Released,
     wakeups: Wakeups | None,
 ) -> TaskState:
-    """The worker killed the attempt to stop: requeue it like a lost one (T8)."""
+    """The worker killed the attempt to stop: requeue it like a lost one (T8). One that was
+    still ``waiting`` (held ahead, never started) is handed back and does not count."""
     row = await attempt_row(db, task_uuid, report.attempt)
     if _already_recorded(row, worker_uuid, report):
         return TaskState(row.state)
     held = check_held(row, worker_uuid, task_uuid, report.attempt)
     released += await release_attempts(
-        db, [held.attempt_id], now, REQUEUED, TaskReason.WORKER_STOPPED, report.message
+        db,
+        [held.attempt_id],
+        now,
+        REQUEUED,
+        TaskReason.WORKER_STOPPED,
+        report.message,
+        unstarted=report.phase == TaskPhase.WAITING,
     )
     state = await db.scalar(select(Task.state).where(Task.id == held.task_id))
     await publishing.tasks_changed(db, wakeups, [task_uuid])

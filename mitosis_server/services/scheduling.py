@@ -29,6 +29,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -182,12 +183,17 @@ async def release_attempts(
     outcome: str,
     reason: TaskReason,
     message: str | None = None,
+    *,
+    unstarted: bool = False,
 ) -> list[tuple[TaskState, int]]:
     """End open attempts whose worker went away (lost, overdue, stopping): the task goes back
     to ``ready`` while attempts are left, else fails with ``worker_lost`` (T8). Attempts that
     already ended (a report or another coordinator won the race) are skipped, and so are
     tasks no longer running that attempt (cancelled). Returns (new state, group id) of each
-    released task; wake the workers of requeued groups after commit."""
+    released task; wake the workers of requeued groups after commit.
+
+    ``unstarted``: the worker hands back attempts it held ahead and never started. They do
+    not count: the task goes back to ``ready`` with its budget grown by the one attempt."""
     released: list[tuple[TaskState, int]] = []
     for attempt_id in attempt_ids:
         closed = (
@@ -201,13 +207,14 @@ async def release_attempts(
         ).one_or_none()
         if closed is None:
             continue
-        retry = Task.attempt < Task.max_attempts
+        retry = true() if unstarted else Task.attempt < Task.max_attempts
         row = (
             await db.execute(
                 update(Task)
                 .execution_options(synchronize_session=False)
                 .where(Task.id == closed.task_id, Task.attempt == closed.attempt, IS_RUNNING)
                 .values(
+                    max_attempts=Task.max_attempts + int(unstarted),
                     state=case((retry, TaskState.READY.value), else_=TaskState.FAILED.value),
                     reason=case((retry, None), else_=TaskReason.WORKER_LOST.value),
                     message=case(

@@ -23,8 +23,12 @@ class TestWorker:
     client: AsyncClient
     held: dict[str, Assignment] = field(default_factory=dict)
 
-    async def fetch(self, wait: float = 0.0, max_tasks: int = 1) -> list[Assignment]:
-        reply = await self.client.fetch_tasks(self.uuid, wait=wait, max_tasks=max_tasks)
+    async def fetch(
+        self, wait: float = 0.0, max_tasks: int = 1, ahead: int = 0
+    ) -> list[Assignment]:
+        reply = await self.client.fetch_tasks(
+            self.uuid, wait=wait, max_tasks=max_tasks, ahead=ahead
+        )
         for task in reply.tasks:
             self.held[str(task.task)] = task
         return reply.tasks

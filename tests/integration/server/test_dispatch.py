@@ -16,6 +16,7 @@ from sqlalchemy import select
 from mitosis_sdk import errors
 from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas import (
+    MAX_SLOTS,
     Grant,
     Member,
     Role,
@@ -129,6 +130,54 @@ async def test_slots_cap_what_a_worker_holds(alice, transport):
     assert await worker.fetch(max_tasks=5) == []
     await worker.finish(first[0])
     assert len(await worker.fetch(max_tasks=5)) == 1
+
+
+async def test_a_worker_may_hold_tasks_ahead_of_its_slots_as_many_as_it_asks(alice, transport):
+    """``ahead``: a worker that queues tasks itself holds its slots and that many more,
+    never more than MAX_SLOTS in all; a request over that is refused (400)."""
+    await alice.submit_tasks([spec(str(i)) for i in range(9)])
+    worker = await start_worker(alice, transport, slots=2)
+    first = await worker.fetch(max_tasks=9, ahead=3)
+    assert len(first) == 5
+    assert await worker.fetch(max_tasks=9, ahead=3) == []
+    assert len(await worker.fetch(max_tasks=9, ahead=4)) == 1
+    await worker.finish(first[0])
+    assert len(await worker.fetch(max_tasks=9)) == 0  # without ahead: its 2 slots are full
+    assert len(await worker.fetch(max_tasks=9, ahead=4)) == 1
+    with pytest.raises(errors.BadRequest):
+        await worker.fetch(max_tasks=1, ahead=MAX_SLOTS + 1)
+
+
+async def test_a_task_handed_back_unstarted_is_requeued_without_using_an_attempt(
+    app, alice, transport
+):
+    """A worker hands back a task it held ahead and never started (``worker_stopped`` in
+    phase ``waiting``): the task is ready again and the attempt does not count, so even a
+    last attempt handed back leaves it to run, not failed."""
+    task = await alice.submit_task(spec("quick"))
+    monitor = app.state.coordinator.liveness
+    for _ in (1, 2):  # two attempts lost with their workers
+        lost = await start_worker(alice, transport)
+        await lost.fetch()
+        await silence(app, lost, 3600)
+        await monitor.sweep()
+    worker = await start_worker(alice, transport)
+    (last,) = await worker.fetch()
+    assert last.attempt == 3
+    handed_back = await worker.finish(
+        last,
+        exit_code=None,
+        reason=TaskReason.WORKER_STOPPED,
+        phase=TaskPhase.WAITING,
+        message="handed back unstarted: the worker is draining",
+    )
+    assert handed_back.state == TaskState.READY
+    info = await alice.get_task(task.uuid)
+    assert (info.state, info.attempt, info.max_attempts) == ("ready", 3, 4)
+    assert (info.attempts[-1].state, info.attempts[-1].reason) == ("requeued", "worker_stopped")
+    (again,) = await worker.fetch()
+    assert again.attempt == 4
+    assert (await worker.finish(again)).state == TaskState.COMPLETED
 
 
 async def test_a_parked_fetch_returns_the_task_submitted_meanwhile(alice, transport):
