@@ -434,3 +434,32 @@ async def test_a_task_held_ahead_behind_a_long_one_is_handed_back_without_using_
         assert info.max_attempts == 4  # the default 3, and the one handed back
     assert (await wait_state(alice, long, {"completed"})).attempt == 1
     assert daemon.held == {}
+
+
+@pytest.mark.usefixtures("short_is_half_a_second")
+async def test_drain_hands_back_the_tasks_held_ahead_and_lets_the_running_one_finish(
+    alice, start_worker, monkeypatch
+):
+    """Drain while quick tasks wait behind a running one: the running one finishes, the
+    waiting ones go back at once (not after the stall), and run after resume."""
+    monkeypatch.setattr("mitosis_worker.slots.HOLD", 30.0)
+    daemon = await start_worker(slots=1)
+    assert (await wait_state(alice, await submit(alice, "true"), {"completed"})).attempt == 1
+    batch = await alice.submit_tasks(
+        [TaskSpec(command=["sleep", "1"])] + [TaskSpec(command=["true"])] * 2
+    )
+    long, *quick = [result.task.uuid for result in batch.results]
+    for _ in range(100):
+        if len(daemon.slots) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(daemon.slots) == 2  # both quick tasks wait for the slot
+    await alice.drain_worker(daemon.worker_id)
+    for task in quick:
+        assert (await wait_state(alice, task, {"ready"}, timeout=5)).max_attempts == 4
+    assert (await wait_state(alice, long, {"completed"})).attempt == 1
+    await alice.resume_worker(daemon.worker_id)
+    for task in quick:
+        info = await wait_state(alice, task, {"completed"})
+        assert info.attempt == 2
+        assert "handed back unstarted: the worker is draining" in info.attempts[0].message
