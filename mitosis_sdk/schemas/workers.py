@@ -93,6 +93,9 @@ class WorkerRegister(Struct):
 
 
 class WorkerInfo(Struct):
+    """A worker. ``running`` lists every task it holds: those in its slots and, while its
+    tasks are short, a few it holds ahead of them, queued until a slot frees."""
+
     uuid: uuid.UUID
     creator: str
     state: WorkerState
@@ -106,6 +109,15 @@ class WorkerInfo(Struct):
     version: str
     facts: HostFacts
     shutdown: ShutdownMode | None = None
+
+    @property
+    def slots_in_use(self) -> int:
+        return min(len(self.running), self.slots)
+
+    @property
+    def held_ahead(self) -> int:
+        """Tasks it holds beyond its slots, waiting for one."""
+        return max(0, len(self.running) - self.slots)
 
 
 class WorkerRegistered(Struct):

@@ -27,7 +27,7 @@ def _state(worker: WorkerInfo) -> str:
 WORKER_COLUMNS = [
     ("UUID", lambda w: w.uuid),
     ("STATE", _state),
-    ("BUSY", lambda w: f"{len(w.running)}/{w.slots}"),
+    ("BUSY", lambda w: f"{w.slots_in_use}/{w.slots}"),
     ("TAGS", lambda w: w.tags),
     ("LABELS", lambda w: w.labels),
     ("GRANTS", lambda w: [f"{g.group}:{g.role}" for g in w.grants]),

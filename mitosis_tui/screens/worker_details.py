@@ -59,6 +59,13 @@ def host_line(worker: WorkerInfo) -> str:
     return " · ".join(p for p in parts if p) or "-"
 
 
+def slots_line(worker: WorkerInfo) -> str:
+    line = f"{worker.slots_in_use} of {worker.slots} in use"
+    if worker.held_ahead:
+        line += f", {worker.held_ahead} more held ahead"
+    return line
+
+
 class WorkerDetailsScreen(ModalScreen[WorkerAction | None]):
     BINDINGS = [
         Binding("escape,q", "close", "Close"),
@@ -121,7 +128,7 @@ class WorkerDetailsScreen(ModalScreen[WorkerAction | None]):
         rows = [
             ("state", state),
             ("host", host_line(worker)),
-            ("slots", f"{len(worker.running)} of {worker.slots} in use"),
+            ("slots", slots_line(worker)),
             ("heartbeat", beat),
             ("tags", ", ".join(worker.tags) or "none: takes tasks with any tags"),
             ("labels", ", ".join(worker.labels) or "-"),

@@ -52,7 +52,7 @@ class WorkerTable(DataTable):
             state_text(worker),
             worker.facts.hostname or "-",
             short_id(worker.uuid),
-            f"{len(worker.running)}/{worker.slots}",
+            f"{worker.slots_in_use}/{worker.slots}",
             heartbeat_text(worker, now, timeout),
             ",".join(worker.tags) or Text("any", style="dim"),
             ",".join(worker.labels) or "-",

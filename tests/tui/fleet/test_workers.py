@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from pathlib import Path
 
+import msgspec
 from textual.widgets import Input
 
 from mitosis_sdk.client import AsyncClient
-from mitosis_sdk.schemas import Grant, HostFacts, Member, Role, TaskSpec, WorkerState
+from mitosis_sdk.schemas import Grant, HostFacts, Member, Role, TaskSpec, WorkerInfo, WorkerState
+from mitosis_tui.commands.workers import WORKER_COLUMNS
 from mitosis_tui.screens.confirm import ConfirmScreen
-from mitosis_tui.screens.worker_details import WorkerDetailsScreen
+from mitosis_tui.screens.worker_details import WorkerDetailsScreen, slots_line
 from mitosis_tui.screens.worker_forms import GrantsForm, ValuesForm
 from mitosis_tui.widgets.worker_table import COLUMNS
 from mitosis_tui.widgets.workers_pane import WorkersPane
@@ -362,3 +365,31 @@ async def test_the_pane_follows_the_event_stream_without_reloading(served_lab, t
         async with AsyncClient(URL, registered.token, transport=served_lab.transport()) as worker:
             await worker.fetch_tasks(registered.worker.uuid)
         await until(pilot, lambda: column(pane, "slots") == ["1/1"], SLOW, "the task taken")
+
+
+def test_slots_in_use_never_exceed_the_slots_and_the_rest_is_held_ahead():
+    """A worker holding tasks ahead of its slots (short tasks) shows its slots full and
+    the rest apart, in the table, the batch listing and the details."""
+    worker = msgspec.convert(
+        {
+            "uuid": str(uuid.uuid4()),
+            "creator": "alice",
+            "state": "online",
+            "tags": [],
+            "labels": [],
+            "grants": [],
+            "slots": 2,
+            "running": [str(uuid.uuid4()) for _ in range(5)],
+            "last_heartbeat": "2026-12-07T12:00:00Z",
+            "created_at": "2026-12-07T12:00:00Z",
+            "version": "test",
+            "facts": {},
+        },
+        WorkerInfo,
+    )
+    assert (worker.slots_in_use, worker.held_ahead) == (2, 3)
+    assert slots_line(worker) == "2 of 2 in use, 3 more held ahead"
+    busy = dict(WORKER_COLUMNS)["BUSY"]
+    assert busy(worker) == "2/2"
+    idle = msgspec.structs.replace(worker, running=[])
+    assert (slots_line(idle), busy(idle)) == ("0 of 2 in use", "0/2")
