@@ -103,6 +103,8 @@ class WorkerDaemon:
         self._tasks: asyncio.TaskGroup | None = None
         self._slot_freed = asyncio.Event()
         self._last_run = float("inf")  # seconds the latest attempt took
+        # False once the coordinator refused ``ahead`` (a version before it): free slots only.
+        self._holds_ahead = True
         self._kill_now = False
         self._exit_when_idle = False
 
@@ -219,7 +221,7 @@ class WorkerDaemon:
     async def _fetch_loop(self) -> None:
         backoff = Backoff(initial=0.5, maximum=30.0)
         while not self.stop.is_set():
-            ahead = ahead_for(self.settings.slots) if self._short() else 0
+            ahead = ahead_for(self.settings.slots) if self._holds_ahead and self._short() else 0
             free = self.settings.slots + ahead - len(self.held)
             if self.draining or free <= 0:
                 await self._wait_for_slot(self.settings.heartbeat_interval)
@@ -238,6 +240,8 @@ class WorkerDaemon:
                 return
             except errors.MitosisError as exc:
                 self.outbox.restore(batch)
+                if ahead and isinstance(exc, errors.BadRequest):  # an older coordinator
+                    self._holds_ahead = False
                 delay = backoff.delay()
                 log.warning("fetch.failed retry_in=%.1fs: %s", delay, exc)
                 await wait_event(self.stop, delay)

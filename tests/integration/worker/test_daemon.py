@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from mitosis_sdk import errors
 from mitosis_sdk.client import AsyncClient
 from mitosis_sdk.schemas import Dependency, Resource, TaskSpec
 from mitosis_worker.config import WorkerSettings
@@ -463,3 +464,27 @@ async def test_drain_hands_back_the_tasks_held_ahead_and_lets_the_running_one_fi
         info = await wait_state(alice, task, {"completed"})
         assert info.attempt == 2
         assert "handed back unstarted: the worker is draining" in info.attempts[0].message
+
+
+@pytest.mark.usefixtures("short_is_half_a_second")
+async def test_a_coordinator_that_refuses_ahead_gets_fetches_for_free_slots_only(
+    alice, start_worker
+):
+    """A coordinator from before ``ahead`` answers it with 400: the worker goes on asking
+    for its free slots only, and every task still runs."""
+    tasks = [await submit(alice, "true") for _ in range(20)]
+    daemon = await start_worker(slots=2)
+    fetch = daemon.client.fetch_tasks
+    asked: list[int] = []
+
+    async def older(worker, **request):
+        asked.append(request.get("ahead", 0))
+        if request.get("ahead"):
+            raise errors.BadRequest("ahead: unknown field")
+        return await fetch(worker, **request)
+
+    daemon.client.fetch_tasks = older
+    for task in tasks:
+        assert (await wait_state(alice, task, {"completed", "failed"})).state == "completed"
+    refused = asked.index(next(ahead for ahead in asked if ahead))  # asked once, refused
+    assert asked[refused + 1 :] and not any(asked[refused + 1 :])
