@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mitosis_sdk.schemas import Role, TaskReason, TaskState
+from mitosis_sdk.schemas import Role, TaskPhase, TaskReason, TaskState
 from mitosis_server.db.models import (
     Group,
     Task,
@@ -195,13 +195,16 @@ async def release_attempts(
     ``unstarted``: the worker hands back attempts it held ahead and never started. They do
     not count: the task goes back to ``ready`` with its budget grown by the one attempt."""
     released: list[tuple[TaskState, int]] = []
+    ended = {"ended_at": now, "outcome": outcome, "reason": reason.value, "message": message}
+    if unstarted:  # how far it got, for its history
+        ended["phase"] = TaskPhase.WAITING.value
     for attempt_id in attempt_ids:
         closed = (
             await db.execute(
                 update(TaskAttempt)
                 .execution_options(synchronize_session=False)
                 .where(TaskAttempt.id == attempt_id, TaskAttempt.ended_at.is_(None))
-                .values(ended_at=now, outcome=outcome, reason=reason.value, message=message)
+                .values(**ended)
                 .returning(TaskAttempt.task_id, TaskAttempt.attempt)
             )
         ).one_or_none()

@@ -174,7 +174,12 @@ async def test_a_task_handed_back_unstarted_is_requeued_without_using_an_attempt
     assert handed_back.state == TaskState.READY
     info = await alice.get_task(task.uuid)
     assert (info.state, info.attempt, info.max_attempts) == ("ready", 3, 4)
-    assert (info.attempts[-1].state, info.attempts[-1].reason) == ("requeued", "worker_stopped")
+    returned = info.attempts[-1]
+    assert (returned.state, returned.reason, returned.phase) == (
+        "requeued",
+        "worker_stopped",
+        "waiting",
+    )
     (again,) = await worker.fetch()
     assert again.attempt == 4
     assert (await worker.finish(again)).state == TaskState.COMPLETED

@@ -429,7 +429,11 @@ async def test_a_task_held_ahead_behind_a_long_one_is_handed_back_without_using_
         info = await wait_state(alice, task, {"completed", "failed"}, timeout=60)
         assert (info.state, info.attempt) == ("completed", 2)
         handed_back, ran = info.attempts
-        assert (handed_back.state, handed_back.reason) == ("requeued", "worker_stopped")
+        assert (handed_back.state, handed_back.reason, handed_back.phase) == (
+            "requeued",
+            "worker_stopped",
+            "waiting",
+        )
         assert "handed back unstarted: no slot freed within 1s" in handed_back.message
         assert (ran.state, ran.exit_code) == ("completed", 0)
         assert info.max_attempts == 4  # the default 3, and the one handed back
@@ -487,4 +491,6 @@ async def test_a_coordinator_that_refuses_ahead_gets_fetches_for_free_slots_only
     for task in tasks:
         assert (await wait_state(alice, task, {"completed", "failed"})).state == "completed"
     refused = asked.index(next(ahead for ahead in asked if ahead))  # asked once, refused
-    assert asked[refused + 1 :] and not any(asked[refused + 1 :])
+    after = asked[refused + 1 :]
+    assert after
+    assert not any(after)
