@@ -32,6 +32,7 @@ from pathlib import Path
 
 from mitosis_sdk import errors
 from mitosis_sdk.client import AsyncClient
+from mitosis_sdk.schemas.tasks import TaskReason
 from mitosis_sdk.schemas.workers import (
     Assignment,
     AttemptRef,
@@ -52,13 +53,7 @@ from mitosis_worker.host import registration
 from mitosis_worker.logship import RedisLogWriter, log_shipper
 from mitosis_worker.outputs import AttemptLink
 from mitosis_worker.reports import Batch, Outbox
-from mitosis_worker.runner import (
-    RunnerConfig,
-    attempt_for,
-    cancelled_unstarted,
-    handed_back,
-    run_assignment,
-)
+from mitosis_worker.runner import RunnerConfig, attempt_for, run_assignment, unstarted
 from mitosis_worker.slots import SHORT_RUN, Slots, ahead_for
 from mitosis_worker.trees import Trees
 
@@ -221,12 +216,13 @@ class WorkerDaemon:
     async def _fetch_loop(self) -> None:
         backoff = Backoff(initial=0.5, maximum=30.0)
         while not self.stop.is_set():
-            ahead = ahead_for(self.settings.slots) if self._holds_ahead and self._short() else 0
+            short = self._short()
+            ahead = ahead_for(self.settings.slots) if self._holds_ahead and short else 0
             free = self.settings.slots + ahead - len(self.held)
             if self.draining or free <= 0:
                 await self._wait_for_slot(self.settings.heartbeat_interval)
                 continue
-            if self.slots.busy and self._short():
+            if self.slots.busy and short:
                 await self._gather()
                 free = self.settings.slots + ahead - len(self.held)
             batch = self.outbox.take()
@@ -341,14 +337,16 @@ class WorkerDaemon:
         running.task = self._tasks.create_task(self._run(running), name=name)
 
     def _hand_back(self, running: Running, why: str) -> None:
-        self._settle_unstarted(running, handed_back(running.assignment.attempt, why))
+        message = f"handed back unstarted: {why}"
+        report = unstarted(running.assignment.attempt, TaskReason.WORKER_STOPPED, message)
+        self._settle_unstarted(running, report)
 
     def _settle_unstarted(self, running: Running, report: ResultReport) -> None:
         """A queued attempt leaves without having started: its report is all there is."""
         assignment = running.assignment
         self.held.pop((assignment.task, assignment.attempt), None)
         self._slot_freed.set()
-        running.task = self._tasks.create_task(
+        self._tasks.create_task(
             self._deliver_unstarted(assignment, report), name=f"unstarted-{assignment.task}"
         )
 
@@ -401,7 +399,8 @@ class WorkerDaemon:
                 continue
             log.info("attempt.cancel task=%s attempt=%s", ref.task, ref.attempt)
             if self.slots.withdraw(running):  # queued: it never started
-                self._settle_unstarted(running, cancelled_unstarted(ref.attempt))
+                report = unstarted(ref.attempt, TaskReason.CANCELLED, "cancelled before start")
+                self._settle_unstarted(running, report)
             else:
                 running.attempt.cancel()
         if commands.drain != self.draining:

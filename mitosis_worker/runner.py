@@ -88,25 +88,11 @@ def result_of(attempt: int, outcome: Outcome, *, stopped_by_worker: bool = False
     )
 
 
-def handed_back(attempt: int, why: str) -> ResultReport:
-    """The report of an attempt held ahead and given back unstarted (phase ``waiting``:
-    the coordinator requeues it without counting it, see ``slots``)."""
-    return ResultReport(
-        attempt=attempt,
-        reason=TaskReason.WORKER_STOPPED,
-        message=f"handed back unstarted: {why}",
-        phase=TaskPhase.WAITING,
-    )
-
-
-def cancelled_unstarted(attempt: int) -> ResultReport:
-    """The report of an attempt held ahead whose task was cancelled before it started."""
-    return ResultReport(
-        attempt=attempt,
-        reason=TaskReason.CANCELLED,
-        message="cancelled before start",
-        phase=TaskPhase.WAITING,
-    )
+def unstarted(attempt: int, reason: TaskReason, message: str) -> ResultReport:
+    """The report of an attempt held ahead that leaves without having started: handed back
+    (``worker_stopped``; phase ``waiting`` tells the coordinator not to count it, see
+    ``slots``) or cancelled meanwhile."""
+    return ResultReport(attempt=attempt, reason=reason, message=message, phase=TaskPhase.WAITING)
 
 
 def with_upload_problems(report: ResultReport, problems: list[str]) -> ResultReport:
