@@ -92,7 +92,9 @@ class WorkerDaemon:
     def __post_init__(self) -> None:
         self.outbox = Outbox(self._send_reports)
         work_dir = Path(self.settings.work_dir)
-        self.trees = Trees(work_dir, ahead=self.settings.slots + 1)
+        # Spares for all a fetch can bring: the slots and the tasks held ahead of them.
+        slots = self.settings.slots
+        self.trees = Trees(work_dir, ahead=slots + ahead_for(slots))
         self.runner = RunnerConfig(work_dir=work_dir, grace=self.settings.grace, trees=self.trees)
         self.slots: Slots[Running] = Slots(self.settings.slots, self._launch, self._hand_back)
         self._tasks: asyncio.TaskGroup | None = None
@@ -269,7 +271,7 @@ class WorkerDaemon:
                 known=known + self.outbox.known(),
             )
         )
-        # The request goes out first; the tree upkeep fills the wait for its reply.
+        # The request goes out first; the trees' orders are written while it is out.
         asyncio.get_running_loop().call_soon(self.trees.tidy)
         if batch:  # a fetch that carries reports answers at once: see it through
             return await fetch
@@ -385,7 +387,7 @@ class WorkerDaemon:
                 await self.outbox.deliver(assignment.task, report)
         finally:
             # Once the result is in (the reply that acknowledged it started the next task
-            # first); a rename, the trees' thread removes it.
+            # first); a rename, the trees' keeper removes it.
             running.attempt.cleanup()
         self._stop_if_idle()
 

@@ -239,7 +239,7 @@ class Attempt:
 
     def cleanup(self) -> None:
         """Remove the attempt's tree (after the uploader packed the outputs): handed to
-        the trees' thread, or removed here without one."""
+        the daemon's trees (their keeper removes it), or removed here without them."""
         if self._trees is None:
             remove_tree(self.dirs.root)
         else:
