@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mitosis_server.config import CoordinatorSettings
 from mitosis_server.services.auth import Authenticator
+from mitosis_server.services.single_submit import RecentlyRunnable
 from mitosis_server.services.wakeups import Wakeups
 
 
@@ -22,6 +23,8 @@ class Coordinator:
     background: list = field(default_factory=list)
     # Wakes parked worker fetches (S4); in-process here, bus-backed across replicas.
     wakeups: Wakeups = field(default_factory=Wakeups)
+    # (group, tags) some live worker could take lately: the submit warning's short memory.
+    runnable: RecentlyRunnable = field(default_factory=RecentlyRunnable)
     # The liveness monitor (jobs/liveness.py), started in the app's lifespan.
     liveness: Any = None
     # The object store (storage/), opened in the app's lifespan.

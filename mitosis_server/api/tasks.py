@@ -64,6 +64,7 @@ class TaskController(Controller):
             data,
             max_attempts=coordinator.settings.max_attempts,
             wakeups=coordinator.wakeups,
+            runnable=coordinator.runnable,
         )
 
     @post("/batch", status_code=HTTP_200_OK, summary="Submit up to 10,000 tasks at once")

@@ -7,12 +7,21 @@ number where the caller may write, insert the task with its tag and label rows i
 statement (so no worker sees it half-made), and ask the claim's S1 rule whether any live
 worker could take it, for the warning. What it does not take -- dependencies, SQLite, a
 group the caller may not write to -- goes the general way, which says why.
+
+The third question has the same answer for every task of a group with the same tags, and a
+script submitting in a loop asks it hundreds of times a second: a yes is remembered for
+``RUNNABLE_FOR`` seconds (:class:`RecentlyRunnable`), which leaves two statements per submit.
+All a remembered yes can miss is a worker that went away within that second, and a worker's
+loss is itself noticed only after ``heartbeat_timeout``; a no is never remembered, so a task
+no worker could take is always warned about.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import String, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -35,6 +44,29 @@ from mitosis_server.services.submissions import (
 from mitosis_server.services.task_queries import roles_at_least
 from mitosis_server.services.wakeups import Wakeups
 
+RUNNABLE_FOR = 1.0  # seconds a "some live worker could take it" is remembered
+_REMEMBERED_AT_MOST = 4096  # (group, tags) answers; all are forgotten beyond
+
+
+class RecentlyRunnable:
+    """Which (group, tags) some live worker could take lately, per coordinator process."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._until: dict[tuple[int, frozenset[str]], float] = {}
+
+    def knows(self, group_id: int, tags: Iterable[str]) -> bool:
+        until = self._until.get((group_id, frozenset(tags)))
+        return until is not None and until > self._clock()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def learn(self, group_id: int, tags: Iterable[str]) -> None:
+        if len(self._until) >= _REMEMBERED_AT_MOST:
+            self._until.clear()
+        self._until[(group_id, frozenset(tags))] = self._clock() + RUNNABLE_FOR
+
 
 async def submit_one(
     sessions: async_sessionmaker[AsyncSession],
@@ -43,14 +75,16 @@ async def submit_one(
     *,
     max_attempts: int,
     wakeups: Wakeups | None = None,
+    runnable: RecentlyRunnable | None = None,
 ) -> TaskSubmitted:
     """One task as the API's single submit takes it: on PostgreSQL, without dependencies,
     straight on the driver with no ORM session at all (it would only be opened, committed
-    empty and closed: a tenth of the request); otherwise :func:`submit_task` in a
-    transaction of its own."""
+    empty and closed: a tenth of the request), the warning's question skipped while
+    ``runnable`` knows the answer; otherwise :func:`submit_task` in a transaction of its
+    own."""
     engine = sessions.kw["bind"]
     if not spec.depends_on and driver.uses_driver(engine):
-        result = await _submit_on_driver(sessions, principal, spec, max_attempts)
+        result = await _submit_on_driver(sessions, principal, spec, max_attempts, runnable)
         if result is not None:  # committed: announce it now
             await announce(wakeups, [result])
             return result
@@ -101,6 +135,7 @@ async def _submit_on_driver(
     principal: Principal,
     spec: TaskSpec,
     max_attempts: int,
+    runnable: RecentlyRunnable | None,
 ) -> TaskSubmitted | None:
     """The submission as committed, or None when the caller may not write to the group."""
     group = spec.group or principal.username
@@ -123,9 +158,14 @@ async def _submit_on_driver(
             tag_rows=spec.tags,
             label_rows=spec.labels,
         )
-        could_run = await connection.fetchrow(explain.could_run_statement(), task_uuid=task_uuid)
+        could_run = runnable is not None and runnable.knows(group_id, spec.tags)
+        if not could_run:
+            found = await connection.fetchrow(explain.could_run_statement(), task_uuid=task_uuid)
+            could_run = found[0]
     result = TaskSubmitted(uuid=task_uuid, group=group, seq=seq, state=TaskState.READY)
-    if not could_run[0]:
+    if not could_run:
         async with reading(sessions) as db:
             result.warning = await explain.submit_warning(db, task_uuid)
+    elif runnable is not None:
+        runnable.learn(group_id, spec.tags)
     return result

@@ -12,8 +12,10 @@ from sqlalchemy import func, select, update
 
 from mitosis_sdk import errors
 from mitosis_sdk.schemas import Dependency, Member, Role, TaskQuery, TaskState
+from mitosis_server.db import driver
 from mitosis_server.db.models import Task, TaskLabel, TaskTag, utcnow
 from mitosis_server.services import workflows
+from mitosis_server.services.single_submit import RUNNABLE_FOR, RecentlyRunnable
 from tests.integration.server.fleet import spec, start_worker
 
 
@@ -177,6 +179,25 @@ async def test_single_submit_warns_only_when_no_live_worker_could_take_it(alice,
     warned = await alice.submit_task(spec("x", tags=["gpu"]))
     assert warned.warning.startswith("NoWorker")
     assert "missing_tags" in warned.warning
+
+
+async def test_a_yes_is_remembered_for_a_second_and_a_no_never(alice, app, transport):
+    """A script's loop asks "could a live worker take it?" once a second, not once a task
+    (PostgreSQL's single submit): a worker gone within that second goes unwarned about, one
+    gone longer is warned about, and with no worker every submit is warned."""
+    now = [0.0]
+    app.state.coordinator.runnable = RecentlyRunnable(clock=lambda: now[0])
+    assert (await alice.submit_task(spec("x"))).warning.startswith("NoWorker")
+    worker = await start_worker(alice, transport)
+    assert (await alice.submit_task(spec("x"))).warning is None  # a no was not remembered
+    await worker.client.unregister_worker(worker.uuid)
+    remembered = await alice.submit_task(spec("x"))
+    if driver.uses_driver(app.state.coordinator.engine):
+        assert remembered.warning is None
+    else:  # SQLite's submit asks every time
+        assert remembered.warning.startswith("NoWorker")
+    now[0] += RUNNABLE_FOR
+    assert (await alice.submit_task(spec("x"))).warning.startswith("NoWorker")
 
 
 async def test_the_warning_weighs_the_tasks_own_group_and_each_workers_own_tags(
