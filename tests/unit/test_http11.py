@@ -12,8 +12,10 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 import httpx
+import msgspec
 import pytest
 
+from mitosis_sdk.client.base import BaseClient
 from mitosis_sdk.client.http11 import KeepAliveTransport, lean_transport_for
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -293,6 +295,45 @@ def test_proxies_from_the_environment_keep_httpx_transport(monkeypatch):
     assert lean_transport_for("http://coordinator.example:5000") is None
     monkeypatch.setenv("NO_PROXY", "coordinator.example")
     assert isinstance(lean_transport_for("http://coordinator.example:5000"), KeepAliveTransport)
+
+
+async def test_sdk_calls_go_through_a_proxy_from_the_environment(monkeypatch):
+    """SDK calls skip httpx's client for the transport, except where a proxy applies: then
+    the client routes them, and the proxy sees the absolute URL and the SDK's headers."""
+    seen: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
+
+    async def proxy(reader, writer):
+        seen.append(await read_request(reader))
+        writer.write(answer(b'{"status":"ok"}', b"content-type: application/json"))
+        await writer.drain()
+
+    async with serving(proxy) as (proxy_url, _):
+        for name in ("http_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.upper(), raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        async with BaseClient("http://coordinator.example:5000", "t0ken") as sdk:
+            reply = await sdk.request("POST", "/api/things", body={"n": 1}, result=dict)
+    assert reply == {"status": "ok"}
+    ((line, headers, body),) = seen
+    assert line == b"POST http://coordinator.example:5000/api/things HTTP/1.1"
+    assert headers[b"authorization"] == b"Bearer t0ken"
+    assert headers[b"user-agent"] == b"mitosis-sdk"
+    assert body == b'{"n":1}'
+
+
+async def test_sdk_calls_keep_their_query_parameters_and_parsed_paths():
+    async def request_line_as_json(reader, writer):
+        while True:
+            line, _, _ = await read_request(reader)
+            writer.write(answer(msgspec.json.encode(line.decode())))
+            await writer.drain()
+
+    async with serving(request_line_as_json) as (url, _), BaseClient(url) as sdk:
+        for _ in range(2):  # the second time from the parsed path kept
+            assert await sdk.request("GET", "/a/b", result=str) == "GET /a/b HTTP/1.1"
+            queried = await sdk.request("GET", "/a/b", params={"x": [1, 2], "y": None}, result=str)
+            assert queried == "GET /a/b?x=1&x=2 HTTP/1.1"
 
 
 def self_signed(directory) -> tuple[str, str]:
