@@ -450,8 +450,10 @@ async def test_drain_hands_back_the_tasks_held_ahead_and_lets_the_running_one_fi
     monkeypatch.setattr("mitosis_worker.slots.HOLD", 30.0)
     daemon = await start_worker(slots=1)
     assert (await wait_state(alice, await submit(alice, "true"), {"completed"})).attempt == 1
+    # Long enough for the drain to reach a worker whose only slot is busy, under load too
+    # (with no slot free it does not fetch: the drain comes with a heartbeat).
     batch = await alice.submit_tasks(
-        [TaskSpec(command=["sleep", "1"])] + [TaskSpec(command=["true"])] * 2
+        [TaskSpec(command=["sleep", "3"])] + [TaskSpec(command=["true"])] * 2
     )
     long, *quick = [result.task.uuid for result in batch.results]
     for _ in range(100):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -148,3 +150,28 @@ def test_start_clears_what_dead_workers_left_and_close_what_it_made(tmp_path):
         keeper.close()
     assert os.listdir(spare) == [f"{os.getppid()}-0"]
     assert os.listdir(tmp_path / ".trash") == []
+
+
+def test_the_keeper_ends_when_its_worker_is_killed(tmp_path):
+    """A worker killed with -9 closes nothing: its keeper sees its pipe end and goes too."""
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from mitosis_worker.trees import Trees;"
+            "Trees(Path(sys.argv[1]), ahead=2).start(); print('started', flush=True);"
+            "time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout.readline() == "started\n"
+        (keeper,) = psutil.Process(worker.pid).children()
+        worker.kill()
+        worker.wait(10)
+        keeper.wait(10)  # psutil.TimeoutExpired if it stayed
+    finally:
+        worker.kill()
+        worker.wait()
