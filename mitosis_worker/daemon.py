@@ -115,9 +115,9 @@ class WorkerDaemon:
         if registered.log_redis is not None:  # live logs straight into Redis (X5)
             self.log_redis = RedisLogWriter(registered.log_redis)
         log.info("worker.registered uuid=%s slots=%s", self.worker_id, self.settings.slots)
+        self.trees.start()
         self._write_status("online")
         started = time.monotonic()
-        self.trees.start()
         try:
             await self._serve(started)
         finally:
@@ -438,4 +438,5 @@ class WorkerDaemon:
                 worker_uuid=str(self.worker_id) if self.worker_id else None,
                 state=state,
                 tasks=tasks,
+                keeper_pid=self.trees.keeper_pid,
             )

@@ -73,6 +73,7 @@ class WorkerStatus(msgspec.Struct, kw_only=True):
     state: str = "starting"  # free text from the daemon: idle, running, draining, ...
     tasks: list[TaskProcess] = []
     updated_at: float = 0.0  # epoch seconds
+    keeper_pid: int | None = None  # its tree keeper, whose CPU and memory count as its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,7 @@ def write_status(
     worker_uuid: str | None,
     state: str,
     tasks: Iterable[tuple[str, int, int]] = (),
+    keeper_pid: int | None = None,
 ) -> None:
     """Replace the worker's status file atomically; ``tasks`` are (task uuid, attempt, pid).
 
@@ -129,6 +131,7 @@ def write_status(
         state=state,
         tasks=entries,
         updated_at=time.time(),
+        keeper_pid=keeper_pid,
     )
     _write_atomic(path, msgspec.json.encode(current))
 
@@ -163,15 +166,31 @@ def spawn(
 
 
 def status(state_dir: Path, *, sample: float = 0.2) -> list[WorkerInfo]:
-    """Every worker with a pid file; CPU% is measured over ``sample`` seconds."""
-    found = [(name, path, record, _process(record)) for name, path, record in _pid_files(state_dir)]
-    live = [proc for *_, proc in found if proc is not None]
+    """Every worker with a pid file; CPU% is measured over ``sample`` seconds, and CPU and
+    RSS are the daemon's and its tree keeper's together."""
+    found = []
+    for name, path, record in _pid_files(state_dir):
+        proc = _process(record)
+        found.append((name, path, record, proc, _keeper(path, proc) if proc else None))
+    live = [p for *_, proc, keeper in found for p in (proc, keeper) if p is not None]
     for proc in live:
         with contextlib.suppress(psutil.Error):
             proc.cpu_percent(None)
     if live and sample > 0:
         time.sleep(sample)
-    return [_info(name, path, record, proc) for name, path, record, proc in found]
+    return [_info(*entry) for entry in found]
+
+
+def _keeper(pid_file: Path, worker: psutil.Process) -> psutil.Process | None:
+    """The tree keeper the worker's status names, if it is that worker's child."""
+    worker_status = _read_status(pid_file, worker.pid)
+    if worker_status is None or worker_status.keeper_pid is None:
+        return None
+    try:
+        keeper = psutil.Process(worker_status.keeper_pid)
+        return keeper if keeper.ppid() == worker.pid else None
+    except psutil.Error:
+        return None
 
 
 def stop(state_dir: Path, *, force: bool = False, timeout: float = 60.0) -> list[StopResult]:
@@ -322,7 +341,11 @@ def _read_status(pid_file: Path, pid: int) -> WorkerStatus | None:
 
 
 def _info(
-    name: str, path: Path, record: PidRecord | None, proc: psutil.Process | None
+    name: str,
+    path: Path,
+    record: PidRecord | None,
+    proc: psutil.Process | None,
+    keeper: psutil.Process | None,
 ) -> WorkerInfo:
     worker_status = _read_status(path, record.pid) if record is not None else None
     uptime = cpu = rss = None
@@ -332,6 +355,10 @@ def _info(
                 cpu = proc.cpu_percent(None)
                 rss = proc.memory_info().rss
             uptime = max(0.0, time.time() - record.create_time)
+        if keeper is not None and cpu is not None and rss is not None:
+            with contextlib.suppress(psutil.Error), keeper.oneshot():
+                cpu += keeper.cpu_percent(None)
+                rss += keeper.memory_info().rss
     return WorkerInfo(
         name=name,
         pid=record.pid if record is not None else None,

@@ -136,6 +136,10 @@ class Trees:
         self._prefix = f"{os.getpid()}-"
         self._count = itertools.count()
 
+    @property
+    def keeper_pid(self) -> int | None:
+        return self._keeper.pid if self._keeper is not None else None
+
     def start(self) -> None:
         """Clear what dead workers left, make the first trees here, start the keeper."""
         for folder in (self._spare, self._trash):

@@ -19,11 +19,13 @@ from tests.unit.worker.conftest import is_running
 
 # Stands in for the daemon: writes its status file, optionally runs a "task" in a session of
 # its own, and exits on SIGTERM unless told to ignore it.
+KEEPER = "import time; held = b'x' * (64 << 20); time.sleep(600)"
 DUMMY = """
 import os, signal, subprocess, sys, time
 from pathlib import Path
 from mitosis_worker.manager import STATUS_FILE_ENV, write_status
 
+KEEPER = "import time; held = b'x' * (64 << 20); time.sleep(600)"
 stop = False
 def on_term(*_):
     global stop
@@ -34,8 +36,14 @@ tasks = []
 if "--with-task" in sys.argv:
     task = subprocess.Popen(["sleep", "600"], start_new_session=True)
     tasks.append(("task-1", 1, task.pid))
+keeper = None
+if "--keeper" in sys.argv:  # a child holding 64 MiB, or another process's pid
+    keeper = subprocess.Popen([sys.executable, "-c", KEEPER]).pid
+for arg in sys.argv:
+    if arg.startswith("--keeper-pid="):
+        keeper = int(arg.partition("=")[2])
 write_status(Path(os.environ[STATUS_FILE_ENV]), worker_uuid=f"uuid-{os.getpid()}",
-             state="running" if tasks else "idle", tasks=tasks)
+             state="running" if tasks else "idle", tasks=tasks, keeper_pid=keeper)
 print("worker up", flush=True)
 while not stop:
     time.sleep(0.02)
@@ -95,6 +103,35 @@ def test_spawn_status_stop(state_dir, dummy):
     assert list(state_dir.glob("*.pid")) == []
     assert list(state_dir.glob("*.status.json")) == []
     assert "worker down" in Path(spawned[0].record.log).read_text()
+
+
+def held_64_mib(process: psutil.Process) -> None:
+    for _ in range(1000):  # bounded: 10 s for it to start and touch its memory
+        if process.memory_info().rss > 64 << 20:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the 64 MiB were never touched")
+
+
+def test_status_counts_the_tree_keeper_in_and_only_the_workers_own(state_dir, dummy):
+    """CPU and RSS are the daemon's and its keeper's; a pid the status names that is not
+    the worker's child is not counted."""
+    (mine,) = manager.spawn(1, [*dummy, "--keeper"], state_dir=state_dir)
+    wait_for_status(state_dir, 1)
+    held_64_mib(psutil.Process(mine.record.pid).children()[0])
+    (info,) = manager.status(state_dir, sample=0.1)
+    assert info.rss > 64 << 20
+    manager.stop(state_dir, force=True)
+
+    stranger = subprocess.Popen([sys.executable, "-c", KEEPER])
+    try:
+        held_64_mib(psutil.Process(stranger.pid))
+        manager.spawn(1, [*dummy, f"--keeper-pid={stranger.pid}"], state_dir=state_dir)
+        (info,) = wait_for_status(state_dir, 1)
+        assert info.rss < 64 << 20
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_workers_are_detached(state_dir, dummy):
