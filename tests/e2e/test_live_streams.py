@@ -252,6 +252,20 @@ def batch(server: Server, tmp_path, name: str):
     return run
 
 
+async def until_live(feed: io.StringIO, client) -> None:
+    """``events`` starts from now: submit and cancel probe tasks until one shows in the
+    feed, so the events a test waits for come after it is live (under load it connects
+    late)."""
+    for _ in range(20):
+        probe = (await client.submit_task(TaskSpec(command=["true"]))).uuid
+        await client.cancel_task(probe)
+        for _ in range(10):
+            if str(probe) in feed.getvalue():
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the events feed never went live")
+
+
 async def test_batch_wait_logs_and_events(pair, tmp_path):
     """`tasks wait` exits 0/1 by outcome, `tasks logs` prints one stream, `events` feeds."""
     a, b, _ = pair
@@ -261,6 +275,7 @@ async def test_batch_wait_logs_and_events(pair, tmp_path):
     async with alice, client:
         feed = io.StringIO()
         events = asyncio.create_task(mito("events", as_json=True, out=feed))
+        await until_live(feed, alice)
         ok, bad = (await alice.submit_tasks([TaskSpec(command=["x"])] * 2)).results
         waiting = asyncio.create_task(mito("tasks", "wait", str(ok.task.uuid), "--timeout", "20s"))
         tasks = (await client.fetch_tasks(worker, wait=5.0, max_tasks=2)).tasks
