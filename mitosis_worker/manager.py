@@ -171,7 +171,9 @@ def status(state_dir: Path, *, sample: float = 0.2) -> list[WorkerInfo]:
     found = []
     for name, path, record in _pid_files(state_dir):
         proc = _process(record)
-        found.append((name, path, record, proc, _keeper(path, proc) if proc else None))
+        worker_status = _read_status(path, record.pid) if record is not None else None
+        keeper = _keeper(worker_status, proc) if proc is not None else None
+        found.append((name, record, worker_status, proc, keeper))
     live = [p for *_, proc, keeper in found for p in (proc, keeper) if p is not None]
     for proc in live:
         with contextlib.suppress(psutil.Error):
@@ -181,9 +183,8 @@ def status(state_dir: Path, *, sample: float = 0.2) -> list[WorkerInfo]:
     return [_info(*entry) for entry in found]
 
 
-def _keeper(pid_file: Path, worker: psutil.Process) -> psutil.Process | None:
+def _keeper(worker_status: WorkerStatus | None, worker: psutil.Process) -> psutil.Process | None:
     """The tree keeper the worker's status names, if it is that worker's child."""
-    worker_status = _read_status(pid_file, worker.pid)
     if worker_status is None or worker_status.keeper_pid is None:
         return None
     try:
@@ -342,12 +343,11 @@ def _read_status(pid_file: Path, pid: int) -> WorkerStatus | None:
 
 def _info(
     name: str,
-    path: Path,
     record: PidRecord | None,
+    worker_status: WorkerStatus | None,
     proc: psutil.Process | None,
     keeper: psutil.Process | None,
 ) -> WorkerInfo:
-    worker_status = _read_status(path, record.pid) if record is not None else None
     uptime = cpu = rss = None
     if proc is not None and record is not None:
         with contextlib.suppress(psutil.Error):

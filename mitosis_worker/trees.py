@@ -204,7 +204,7 @@ class Trees:
             self._orders += b"R" + os.fsencode(tree) + b"\0"
         self._discarded.clear()
         while len(self._ready) < self._ahead:
-            tree = self._spare / f"{self._prefix}{next(self._count)}"
+            tree = self._spare_name()
             self._orders += b"M" + os.fsencode(tree) + b"\0"
             self._ready.append(tree)
         self._send_orders()
@@ -214,11 +214,14 @@ class Trees:
             remove_tree(self._discarded.pop())
         try:
             while len(self._ready) < self._ahead:
-                tree = self._spare / f"{self._prefix}{next(self._count)}"
+                tree = self._spare_name()
                 make_tree(AttemptDirs.at(tree))
                 self._ready.append(tree)
         except OSError as exc:  # a full disk, say: attempts make their own meanwhile
             log.warning("trees.failed: %s", exc)
+
+    def _spare_name(self) -> Path:
+        return self._spare / f"{self._prefix}{next(self._count)}"
 
     def _start_keeper(self) -> None:
         try:

@@ -67,7 +67,10 @@ class BaseClient:
         await self.aclose()
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers = {"User-Agent": USER_AGENT}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
 
     async def request(
         self,
@@ -86,7 +89,6 @@ class BaseClient:
         """
         content = None if body is None else msgspec.json.encode(body)
         headers = self._headers()
-        headers["User-Agent"] = USER_AGENT
         if content is not None:
             headers["Content-Type"] = "application/json"
         timeout = self._timeout if http_timeout is None else httpx.Timeout(http_timeout)
